@@ -1,0 +1,7 @@
+"""popgate: the POP3 services of Exchange Server 2013, for Linux."""
+
+from __future__ import annotations
+
+__all__ = ["__version__"]
+
+__version__ = "0.1.0"
