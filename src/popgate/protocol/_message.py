@@ -6,15 +6,25 @@ CRLF = b"\r\n"
 
 
 def to_crlf(data: bytes) -> bytes:
-    """Return ``data`` with every line ending as CRLF (bare LF becomes CRLF; bare CR stays)."""
-    if b"\n" not in data:
-        return data
-    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    """Return ``data`` in CRLF form: every line ends with CRLF, the last one included.
+
+    Bare LF becomes CRLF and bare CR stays. A message without a final line ending gets one,
+    because that is what RETR must send before the terminating ``.`` line, and the size in
+    LIST has to count exactly the octets RETR sends.
+    """
+    if b"\n" in data:
+        data = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    if data and not data.endswith(b"\n"):
+        data += CRLF
+    return data
 
 
 def crlf_size(data: bytes) -> int:
-    """Octets of ``data`` in CRLF form: the size that STAT, LIST and RETR must agree on."""
-    return len(data) + data.count(b"\n") - data.count(b"\r\n")
+    """Octets of ``to_crlf(data)``, computed without building it: what STAT and LIST report."""
+    size = len(data) + data.count(b"\n") - data.count(b"\r\n")
+    if data and not data.endswith(b"\n"):
+        size += 2
+    return size
 
 
 def top_of_message(crlf_message: bytes, body_lines: int) -> bytes:

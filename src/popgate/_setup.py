@@ -1,0 +1,93 @@
+"""``popgate setup``: the data directory, certificate, directory, this server and Administrator."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+
+from popgate.directory import Directory, Role, RoleGroup
+from popgate.home import Home
+from popgate.net import create_self_signed_certificate
+
+__all__ = ["ADMINISTRATOR", "SetupResult", "run_setup", "write_secret"]
+
+ADMINISTRATOR = "Administrator"
+
+
+@dataclass(frozen=True, slots=True)
+class SetupResult:
+    """What setup made or found."""
+
+    home: Home
+    server: str
+    fqdn: str
+    roles: frozenset[Role]
+    administrator_password_file: Path
+    created: bool
+
+
+def write_secret(path: Path, value: str) -> None:
+    """Write ``value`` to a new 0600 file (atomically, never readable by others)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temporary = path.with_name(path.name + ".tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(value + "\n")
+    temporary.replace(path)
+
+
+def _read_or_create_secret(path: Path) -> str:
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    value = secrets.token_urlsafe(32)
+    write_secret(path, value)
+    return value
+
+
+async def run_setup(home: Home, *, roles: Collection[Role] | None = None) -> SetupResult:
+    """Create or complete popgate's state in ``home``; running it again changes nothing."""
+    created = not home.config_file.exists()
+    home.root.mkdir(parents=True, exist_ok=True, mode=0o750)
+    for folder in (home.mail_root, home.run_dir, home.log_dir):
+        folder.mkdir(parents=True, exist_ok=True, mode=0o750)
+    home.secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    config = home.read_config() if not created else {}
+    fqdn = config.get("fqdn") or socket.getfqdn()
+    server_name = config.get("server") or socket.gethostname().split(".")[0]
+    config.setdefault("server", server_name)
+    config.setdefault("fqdn", fqdn)
+    config.setdefault("directory_url", home.default_directory_url)
+    home.write_config(config)
+    if not home.certificate.exists() or not home.private_key.exists():
+        create_self_signed_certificate(fqdn, home.certificate, home.private_key)
+
+    directory = await Directory.connect(config["directory_url"])
+    try:
+        await directory.upgrade()
+        existing = await directory.get_server(server_name)
+        if roles is None:
+            roles = existing.roles if existing else {Role.CLIENT_ACCESS, Role.MAILBOX}
+        server = await directory.add_server(server_name, fqdn=fqdn, roles=roles)
+        if created:
+            domain = fqdn.split(".", 1)[1] if "." in fqdn else fqdn
+            await directory.set_default_domain(domain)
+        await directory.set_proxy_secret(server_name, _read_or_create_secret(home.proxy_secret_file))
+        if await directory.get_mailbox(ADMINISTRATOR) is None:
+            password = secrets.token_urlsafe(18)
+            await directory.add_mailbox(ADMINISTRATOR, password=password, is_administrator=True)
+            write_secret(home.administrator_password_file, password)
+        await directory.add_role_group_member(RoleGroup.ORGANIZATION_MANAGEMENT, ADMINISTRATOR)
+    finally:
+        await directory.close()
+    return SetupResult(
+        home=home,
+        server=server_name,
+        fqdn=fqdn,
+        roles=server.roles,
+        administrator_password_file=home.administrator_password_file,
+        created=created,
+    )

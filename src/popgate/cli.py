@@ -1,0 +1,416 @@
+"""The ``popgate`` command: setup, mailboxes, settings and running services."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import mailbox as stdlib_mailbox
+import sys
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import NoReturn, TypeVar
+
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from popgate._setup import run_setup
+from popgate.directory import Directory, DirectoryError, PopSettings, Role, format_setting
+from popgate.home import Home, HomeNotSetUp
+from popgate.net import TlsConfigError
+from popgate.services import BACKEND, find_service
+from popgate.services._runner import ServiceStartError, run_backend
+from popgate.store import MaildirStore, StoreError
+
+__all__ = ["main"]
+
+#: Exit status for a command the user got wrong, as argparse uses.
+USAGE_ERROR = 2
+RUNTIME_ERROR = 1
+
+T = TypeVar("T")
+console = Console(soft_wrap=True)
+error_console = Console(stderr=True, soft_wrap=True)
+
+
+class CommandError(Exception):
+    """A message for the user, and the exit status that goes with it."""
+
+    def __init__(self, message: str, status: int = USAGE_ERROR) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _run(coroutine: Awaitable[T]) -> T:
+    async def wrapper() -> T:
+        return await coroutine
+
+    try:
+        import uvloop  # noqa: PLC0415 - optional accelerator
+
+        return uvloop.run(wrapper())  # type: ignore[no-any-return]
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return asyncio.run(wrapper())
+
+
+async def _with_directory(home: Home, action: Callable[[Directory], Awaitable[T]]) -> T:
+    directory = await Directory.connect(home.directory_url)
+    try:
+        return await action(directory)
+    finally:
+        await directory.close()
+
+
+def _read_new_password(from_stdin: bool) -> str:
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Repeat password: ") != password:
+            raise CommandError("the two passwords differ; nothing was changed")
+    else:
+        raise CommandError("no terminal to ask for the password; use --password-stdin")
+    if not password:
+        raise CommandError("the password is empty; nothing was changed")
+    return password
+
+
+# -- setup ---------------------------------------------------------------------------------
+
+
+def _parse_roles(text: str) -> set[Role]:
+    roles: set[Role] = set()
+    by_name = {role.value.casefold(): role for role in Role}
+    for part in text.split(","):
+        role = by_name.get(part.strip().casefold())
+        if role is None:
+            choices = ", ".join(role.value for role in Role)
+            raise CommandError(f"unknown role {part.strip()!r}; choose from {choices}")
+        roles.add(role)
+    return roles
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    """Create popgate's data directory, certificate, directory and Administrator account."""
+    roles = _parse_roles(args.roles) if args.roles else None
+    result = _run(run_setup(Home.locate(), roles=roles))
+    verb = "Set up" if result.created else "Already set up:"
+    console.print(f"{verb} popgate in {result.home.root}")
+    console.print(f"  server {result.server} ({result.fqdn}), roles {', '.join(sorted(result.roles))}")
+    console.print(f"  Administrator password: {result.administrator_password_file}")
+    console.print("  Services MSExchangePOP3 and MSExchangePOP3BE: Manual, Stopped")
+    return 0
+
+
+# -- mailbox -------------------------------------------------------------------------------
+
+
+def cmd_mailbox_add(args: argparse.Namespace) -> int:
+    """Create a mailbox (and its empty maildrop)."""
+    home = Home.locate()
+    password = _read_new_password(args.password_stdin) if args.password_stdin or sys.stdin.isatty() else None
+
+    async def add(directory: Directory) -> None:
+        mailbox = await directory.add_mailbox(
+            args.name, address=args.address, password=password, server=home.server_name
+        )
+        await MaildirStore(home.mail_root).create_mailbox(mailbox.guid)
+        console.print(f"Created mailbox {mailbox.name} <{mailbox.address}> ({mailbox.guid})")
+        if password is None:
+            console.print(f"No password set; run 'popgate mailbox set-password {mailbox.name}'")
+
+    _run(_with_directory(home, add))
+    return 0
+
+
+def cmd_mailbox_list(args: argparse.Namespace) -> int:
+    """List mailboxes."""
+    del args
+    mailboxes = _run(_with_directory(Home.locate(), lambda d: d.list_mailboxes()))
+    table = Table("Name", "Address", "PopEnabled", "Server", "Guid")
+    for mailbox in mailboxes:
+        table.add_row(
+            mailbox.name, mailbox.address, str(mailbox.pop_enabled), mailbox.server or "", str(mailbox.guid)
+        )
+    console.print(table)
+    return 0
+
+
+def cmd_mailbox_show(args: argparse.Namespace) -> int:
+    """Show one mailbox with its message count and size."""
+    home = Home.locate()
+
+    async def show(directory: Directory) -> None:
+        mailbox = await directory.get_mailbox(args.name)
+        if mailbox is None:
+            raise CommandError(f"there is no mailbox {args.name!r}; see 'popgate mailbox list'")
+        store = MaildirStore(home.mail_root)
+        await store.create_mailbox(mailbox.guid)
+        count, size = await store.stats(mailbox.guid)
+        rows = {
+            "Name": mailbox.name,
+            "Guid": str(mailbox.guid),
+            "PrimarySmtpAddress": mailbox.address,
+            "PopEnabled": str(mailbox.pop_enabled),
+            "Server": mailbox.server or "",
+            "ItemCount": str(count),
+            "TotalItemSize": f"{size} bytes",
+        }
+        width = max(len(key) for key in rows)
+        for key, value in rows.items():
+            console.print(f"{key.ljust(width)} : {value}", highlight=False)
+
+    _run(_with_directory(home, show))
+    return 0
+
+
+def cmd_mailbox_remove(args: argparse.Namespace) -> int:
+    """Remove a mailbox and its mail."""
+    home = Home.locate()
+
+    async def remove(directory: Directory) -> None:
+        mailbox = await directory.get_mailbox(args.name)
+        if mailbox is None:
+            raise CommandError(f"there is no mailbox {args.name!r}; see 'popgate mailbox list'")
+        if mailbox.is_administrator:
+            raise CommandError("the Administrator account cannot be removed")
+        await directory.remove_mailbox(mailbox.name)
+        await MaildirStore(home.mail_root).delete_mailbox(mailbox.guid)
+        console.print(f"Removed mailbox {mailbox.name} and its mail")
+
+    _run(_with_directory(home, remove))
+    return 0
+
+
+def cmd_mailbox_set_password(args: argparse.Namespace) -> int:
+    """Set a mailbox's password (argon2id hash plus SCRAM-SHA-256 keys)."""
+    password = _read_new_password(args.password_stdin)
+
+    async def set_password(directory: Directory) -> None:
+        await directory.set_password(args.name, password)
+
+    _run(_with_directory(Home.locate(), set_password))
+    console.print(f"Password set for {args.name}")
+    return 0
+
+
+def _parse_bool(text: str) -> bool:
+    value = text.strip().casefold().removeprefix("$")
+    if value in ("true", "yes", "1"):
+        return True
+    if value in ("false", "no", "0"):
+        return False
+    raise CommandError(f"expected $true or $false, got {text!r}")
+
+
+def cmd_mailbox_set(args: argparse.Namespace) -> int:
+    """Change a mailbox's settings (Set-CASMailbox)."""
+    if args.pop_enabled is None:
+        raise CommandError("nothing to change; give --pop-enabled $true|$false")
+    enabled = _parse_bool(args.pop_enabled)
+
+    async def change(directory: Directory) -> None:
+        await directory.set_pop_enabled(args.name, enabled)
+
+    _run(_with_directory(Home.locate(), change))
+    console.print(f"PopEnabled is now {enabled} for {args.name}")
+    return 0
+
+
+def _messages_to_import(args: argparse.Namespace) -> Iterator[bytes]:
+    if args.maildir:
+        root = Path(args.maildir)
+        if not (root / "cur").is_dir() and not (root / "new").is_dir():
+            raise CommandError(f"{root} is not a Maildir (no cur/ or new/ folder)")
+        for sub in ("cur", "new"):
+            folder = root / sub
+            if folder.is_dir():
+                for path in sorted(folder.iterdir()):
+                    if path.is_file() and not path.name.startswith("."):
+                        yield path.read_bytes()
+    elif args.mbox:
+        path = Path(args.mbox)
+        if not path.is_file():
+            raise CommandError(f"{path} is not a file")
+        box = stdlib_mailbox.mbox(path, create=False)
+        try:
+            for key in box.iterkeys():
+                yield box.get_bytes(key)
+        finally:
+            box.close()
+    else:
+        for name in args.files:
+            path = Path(name)
+            if not path.is_file():
+                raise CommandError(f"{path} is not a file")
+            yield path.read_bytes()
+
+
+def _count_messages(args: argparse.Namespace) -> int | None:
+    if args.maildir:
+        root = Path(args.maildir)
+        return sum(len(list((root / sub).glob("[!.]*"))) for sub in ("cur", "new") if (root / sub).is_dir())
+    if args.files:
+        return len(args.files)
+    return None
+
+
+def cmd_mailbox_import(args: argparse.Namespace) -> int:
+    """Import messages from a Maildir, an mbox file or .eml files."""
+    home = Home.locate()
+    if not (args.maildir or args.mbox or args.files):
+        raise CommandError("name what to import: --maildir DIR, --mbox FILE or FILE.eml ...")
+
+    async def do_import(directory: Directory) -> int:
+        mailbox = await directory.get_mailbox(args.name)
+        if mailbox is None:
+            raise CommandError(f"there is no mailbox {args.name!r}; see 'popgate mailbox list'")
+        store = MaildirStore(home.mail_root)
+        await store.create_mailbox(mailbox.guid)
+        imported = 0
+        with Progress(console=error_console, transient=False) as progress:
+            task = progress.add_task(f"Importing into {mailbox.name}", total=_count_messages(args))
+            for content in _messages_to_import(args):
+                await store.deliver(mailbox.guid, content)
+                imported += 1
+                progress.advance(task)
+        return imported
+
+    count = _run(_with_directory(home, do_import))
+    console.print(f"Imported {count} messages into {args.name}")
+    return 0
+
+
+# -- settings ------------------------------------------------------------------------------
+
+
+def cmd_settings_show(args: argparse.Namespace) -> int:
+    """Show this server's POP3 settings (configured, or effective with --effective)."""
+    home = Home.locate()
+    settings = _run(
+        _with_directory(
+            home, lambda d: d.get_pop_settings(home.server_name, effective=args.effective)
+        )
+    )
+    fqdn = home.read_config().get("fqdn", home.server_name)
+    width = max(len(name) for name in PopSettings.EXCHANGE_NAMES.values())
+    for field_name, exchange_name in PopSettings.EXCHANGE_NAMES.items():
+        value = getattr(settings, field_name)
+        if field_name == "internal_connection_settings" and value is None:
+            value = settings.internal_connection_settings_for(fqdn)
+        text = format_setting(field_name, value)
+        console.print(f"{exchange_name.ljust(width)} : {text}", highlight=False, markup=False)
+    return 0
+
+
+def cmd_settings_set(args: argparse.Namespace) -> int:
+    """Change one POP3 setting of this server; it applies when the services restart."""
+    home = Home.locate()
+
+    async def change(directory: Directory) -> None:
+        await directory.set_pop_settings(home.server_name, **{args.name: args.value})
+
+    _run(_with_directory(home, change))
+    console.print(f"{args.name} set; restart the POP3 services to apply it")
+    return 0
+
+
+# -- service -------------------------------------------------------------------------------
+
+
+def cmd_service_run(args: argparse.Namespace) -> int:
+    """Run one service in the foreground (what the service host does)."""
+    service = find_service(args.name)
+    if service is None:
+        raise CommandError("The service name is invalid.")
+    if service is not BACKEND:
+        raise CommandError(f"{service.name} cannot run on this version of popgate yet", RUNTIME_ERROR)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    _run(run_backend(Home.locate()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line grammar."""
+    parser = argparse.ArgumentParser(prog="popgate", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    setup = commands.add_parser("setup", help="create the data directory, directory and certificate")
+    setup.add_argument("--roles", help="ClientAccess, Mailbox or both, comma separated (default both)")
+    setup.set_defaults(handler=cmd_setup)
+
+    mailbox = commands.add_parser("mailbox", help="manage mailboxes")
+    mailbox_commands = mailbox.add_subparsers(dest="mailbox_command", required=True, metavar="ACTION")
+    add = mailbox_commands.add_parser("add", help="create a mailbox")
+    add.add_argument("name")
+    add.add_argument("--address", help="primary SMTP address (default NAME@<default domain>)")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    add.set_defaults(handler=cmd_mailbox_add)
+    mailbox_commands.add_parser("list", help="list mailboxes").set_defaults(handler=cmd_mailbox_list)
+    show = mailbox_commands.add_parser("show", help="show one mailbox")
+    show.add_argument("name")
+    show.set_defaults(handler=cmd_mailbox_show)
+    remove = mailbox_commands.add_parser("remove", help="remove a mailbox and its mail")
+    remove.add_argument("name")
+    remove.set_defaults(handler=cmd_mailbox_remove)
+    set_password = mailbox_commands.add_parser("set-password", help="set a mailbox's password")
+    set_password.add_argument("name")
+    set_password.add_argument("--password-stdin", action="store_true")
+    set_password.set_defaults(handler=cmd_mailbox_set_password)
+    set_mailbox = mailbox_commands.add_parser("set", help="change a mailbox (Set-CASMailbox)")
+    set_mailbox.add_argument("name")
+    set_mailbox.add_argument("--pop-enabled", metavar="BOOL", help="$true or $false")
+    set_mailbox.set_defaults(handler=cmd_mailbox_set)
+    imp = mailbox_commands.add_parser("import", help="import messages")
+    imp.add_argument("name")
+    source = imp.add_mutually_exclusive_group()
+    source.add_argument("--maildir", help="a Maildir folder (cur/ and new/)")
+    source.add_argument("--mbox", help="an mbox file")
+    imp.add_argument("files", nargs="*", help=".eml files")
+    imp.set_defaults(handler=cmd_mailbox_import)
+
+    settings = commands.add_parser("settings", help="this server's POP3 settings (Get/Set-PopSettings)")
+    settings_commands = settings.add_subparsers(dest="settings_command", required=True, metavar="ACTION")
+    settings_show = settings_commands.add_parser("show", help="show the settings")
+    settings_show.add_argument("--effective", action="store_true", help="what the running services use")
+    settings_show.set_defaults(handler=cmd_settings_show)
+    settings_set = settings_commands.add_parser("set", help="change one setting")
+    settings_set.add_argument("name", help="Exchange parameter name, e.g. LoginType")
+    settings_set.add_argument("value")
+    settings_set.set_defaults(handler=cmd_settings_set)
+
+    service = commands.add_parser("service", help="run a service in the foreground")
+    service_commands = service.add_subparsers(dest="service_command", required=True, metavar="ACTION")
+    run = service_commands.add_parser("run", help="run MSExchangePOP3BE (or MSExchangePOP3)")
+    run.add_argument("name")
+    run.set_defaults(handler=cmd_service_run)
+    return parser
+
+
+def _fail(message: str, status: int) -> NoReturn:
+    error_console.print(f"popgate: error: {message}", highlight=False, markup=False)
+    raise SystemExit(status)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``popgate`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        status: int = args.handler(args)
+    except CommandError as error:
+        _fail(str(error), error.status)
+    except (DirectoryError, StoreError) as error:
+        _fail(str(error), USAGE_ERROR)
+    except (HomeNotSetUp, ServiceStartError, TlsConfigError) as error:
+        _fail(str(error), RUNTIME_ERROR)
+    except KeyboardInterrupt:
+        return 130
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

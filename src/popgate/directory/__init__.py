@@ -1,0 +1,50 @@
+"""The popgate directory: mailboxes, servers, role groups, POP3 settings and the audit log.
+
+Stored in SQLite for one computer or PostgreSQL when several share it, through SQLAlchemy
+Core's asyncio extension; the schema is managed by the Alembic migrations in ``migrations/``.
+"""
+
+from __future__ import annotations
+
+from ._directory import DEFAULT_DOMAIN, Directory
+from ._errors import AlreadyExists, DirectoryError, InvalidName, InvalidSetting, NotFound
+from ._model import AuditEntry, Mailbox, Role, RoleGroup, Server
+from ._names import validate_address, validate_domain, validate_mailbox_name
+from ._settings import (
+    CalendarItemRetrievalOption,
+    ExtendedProtectionPolicy,
+    LoginType,
+    MimeFormat,
+    PopSettings,
+    RollOver,
+    SortOrder,
+    format_setting,
+    parse_setting,
+)
+
+__all__ = [
+    "DEFAULT_DOMAIN",
+    "AlreadyExists",
+    "AuditEntry",
+    "CalendarItemRetrievalOption",
+    "Directory",
+    "DirectoryError",
+    "ExtendedProtectionPolicy",
+    "InvalidName",
+    "InvalidSetting",
+    "LoginType",
+    "Mailbox",
+    "MimeFormat",
+    "NotFound",
+    "PopSettings",
+    "Role",
+    "RoleGroup",
+    "RollOver",
+    "Server",
+    "SortOrder",
+    "format_setting",
+    "parse_setting",
+    "validate_address",
+    "validate_domain",
+    "validate_mailbox_name",
+]

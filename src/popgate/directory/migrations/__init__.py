@@ -1,0 +1,1 @@
+"""Alembic migrations of the directory schema (run by :meth:`Directory.upgrade`)."""

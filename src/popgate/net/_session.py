@@ -1,0 +1,173 @@
+"""The asyncio session driver: moves bytes between a stream and a sans-IO ServerConnection.
+
+Subclasses answer commands; the driver owns reading, writing, timers and the error policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import ssl
+import time
+
+from popgate.protocol import (
+    BadCommand,
+    Command,
+    ConnectionClosed,
+    Err,
+    Ok,
+    RemoteProtocolError,
+    Reply,
+    ResponseCode,
+    ServerConnection,
+    Signal,
+    State,
+)
+
+__all__ = ["SessionDriver", "SessionTimers"]
+
+logger = logging.getLogger("popgate.session")
+
+#: Bytes read from the socket at once; the engine bounds what it buffers.
+READ_SIZE = 65536
+#: Expected errors while closing a transport that the peer may already have dropped.
+CLOSE_ERRORS = (ConnectionError, ssl.SSLError, OSError, asyncio.TimeoutError)
+
+
+class SessionTimers:
+    """Exchange's two idle limits.
+
+    Before authentication the deadline runs from the connection's start and commands do not
+    reset it (MS-STANXIMAP 2.2.10); after authentication every valid command resets it.
+    """
+
+    def __init__(self, *, pre_authenticated: float, authenticated: float) -> None:
+        self._pre_authenticated = pre_authenticated
+        self._authenticated = authenticated
+        self._deadline = time.monotonic() + pre_authenticated
+        self._authenticated_phase = False
+
+    def command_answered(self, state: State) -> None:
+        """Account for one valid command answered in ``state``."""
+        if state in (State.TRANSACTION, State.UPDATE):
+            self._authenticated_phase = True
+        if self._authenticated_phase:
+            self._deadline = time.monotonic() + self._authenticated
+
+    def remaining(self) -> float:
+        """Seconds until the session times out."""
+        return max(0.0, self._deadline - time.monotonic())
+
+
+class SessionDriver:
+    """Runs one POP3 session: greeting, command loop, clean close.
+
+    Subclasses implement :meth:`greeting` and :meth:`handle`, and may override
+    :meth:`finish` (called once on every exit path, with ``quit_received`` telling whether
+    the session ended by QUIT).
+    """
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        connection: ServerConnection,
+        timers: SessionTimers,
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.connection = connection
+        self.timers = timers
+        self.session_id = secrets.token_hex(8)
+        peer = writer.get_extra_info("peername")
+        self.peer = _format_address(peer)
+        self.log = logging.LoggerAdapter(logger, {"session": self.session_id})
+
+    def greeting(self) -> Ok:
+        """The greeting line."""
+        raise NotImplementedError
+
+    async def handle(self, command: Command) -> Reply:
+        """The reply to one command."""
+        raise NotImplementedError
+
+    async def finish(self, *, quit_received: bool) -> None:
+        """Release what the session holds; runs exactly once."""
+
+    async def run(self) -> None:
+        """Drive the session until QUIT, EOF, timeout, abuse or cancellation."""
+        quit_received = False
+        try:
+            await self._write(self.connection.send(self.greeting()))
+            quit_received = await self._loop()
+        except TimeoutError:
+            self.log.info("session %s timed out (%s)", self.session_id, self.peer)
+        except RemoteProtocolError as error:
+            self.log.info("session %s closed for abuse: %s", self.session_id, error)
+            if error.reply_hint is not None:
+                with contextlib.suppress(*CLOSE_ERRORS):
+                    await self._write(_encode_hint(error.reply_hint))
+        except CLOSE_ERRORS as error:
+            self.log.info("session %s lost its connection: %r", self.session_id, error)
+        except asyncio.CancelledError:
+            self.log.info("session %s closed by shutdown", self.session_id)
+            raise
+        except Exception:
+            self.log.exception("session %s failed", self.session_id)
+            with contextlib.suppress(*CLOSE_ERRORS):
+                await self._write(
+                    _encode_hint(Err("Internal server error; try again later.", ResponseCode.SYS_TEMP))
+                )
+        finally:
+            try:
+                await self.finish(quit_received=quit_received)
+            finally:
+                await self.close()
+
+    async def _loop(self) -> bool:
+        connection = self.connection
+        while True:
+            event = connection.next_event()
+            if event is Signal.NEED_DATA:
+                data = await asyncio.wait_for(self.reader.read(READ_SIZE), self.timers.remaining())
+                connection.receive_data(data)
+            elif isinstance(event, ConnectionClosed):
+                return False
+            elif isinstance(event, BadCommand):
+                await self._write(connection.send(event.reply))
+            elif event is Signal.PAUSED:
+                # Only TLS_PENDING pauses without a pending command; drivers that offer STLS
+                # resolve it in handle(); reaching here is a bug in the subclass.
+                raise RuntimeError(f"session paused in state {connection.state}")
+            else:
+                reply = await self.handle(event)
+                await self._write(connection.send(reply))
+                self.timers.command_answered(connection.state)
+                if connection.state is State.CLOSED:
+                    return True
+
+    async def _write(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def close(self) -> None:
+        """Close the transport, sending TLS close_notify where TLS is up."""
+        with contextlib.suppress(*CLOSE_ERRORS):
+            if self.writer.can_write_eof() and not self.writer.get_extra_info("sslcontext"):
+                self.writer.write_eof()
+            self.writer.close()
+            await asyncio.wait_for(self.writer.wait_closed(), 5)
+
+
+def _encode_hint(reply: Err) -> bytes:
+    """A final -ERR line written outside the engine's turn-taking (abuse, internal errors)."""
+    return ServerConnection.encode_reply(reply)
+
+
+def _format_address(address: object) -> str:
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(address or "local")

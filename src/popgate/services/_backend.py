@@ -1,0 +1,368 @@
+"""MSExchangePOP3BE, the Microsoft Exchange POP3 Backend service (Mailbox role).
+
+It listens on ProxyTargetPort (TLS) and on a Unix socket for sessions proxied by front ends,
+opens the maildrop under an exclusive lock and serves it. A front end authenticates as a
+trusted server with SASL PLAIN: authorization identity = the mailbox, authentication
+identity = ``frontend/<server name>``, password = that server's proxy secret. Before AUTH it
+may send ``XCLIENT ADDR=<ip> PORT=<port> SESSION=<id>``; the attributes are used for logs only
+once the AUTH proves the peer is a trusted front end. Direct logins by mailbox users are off
+unless the ``AllowDirectBackendLogin`` setting is on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from popgate.directory import Directory, Mailbox, PopSettings, Server, SortOrder
+from popgate.net import SessionDriver, SessionTimers
+from popgate.protocol import (
+    Auth,
+    Capa,
+    Challenge,
+    Command,
+    Dele,
+    Err,
+    List,
+    LoginServer,
+    MessageBody,
+    MultiLine,
+    NeedScramCredentials,
+    Noop,
+    Ok,
+    Pass,
+    PlainServer,
+    Quit,
+    Reply,
+    ResponseCode,
+    Retr,
+    Rset,
+    SaslCancel,
+    SaslChallenge,
+    SaslFailure,
+    SaslResponse,
+    SaslServer,
+    SaslStep,
+    SaslSuccess,
+    ScramSha256Server,
+    ServerConnection,
+    Stat,
+    State,
+    Stls,
+    Top,
+    Uidl,
+    User,
+    Utf8,
+    VerifyPassword,
+    Xclient,
+    capabilities,
+)
+from popgate.store import (
+    MailboxLocked,
+    MailboxNotFound,
+    MailboxSession,
+    MailStore,
+    MessageGone,
+    MessageInfo,
+)
+
+__all__ = ["FRONTEND_PRINCIPAL_PREFIX", "BackendConfig", "BackendSession"]
+
+logger = logging.getLogger("popgate.backend")
+
+#: Authentication identities of trusted front ends start with this; mailbox names never
+#: contain "/", so the two cannot collide.
+FRONTEND_PRINCIPAL_PREFIX = "frontend/"
+
+LOGON_FAILURE = "Logon failure: unknown user name or bad password."
+SIGN_OFF = "Microsoft Exchange Server POP3 server signing off."
+NO_SUCH_MESSAGE = "No such message."
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BackendConfig:
+    """What every backend session shares: the directory, the store and effective settings."""
+
+    directory: Directory
+    store: MailStore
+    server: Server
+    settings: PopSettings
+
+
+class BackendSession(SessionDriver):
+    """One session on MSExchangePOP3BE."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        config: BackendConfig,
+        *,
+        tls_active: bool,
+    ) -> None:
+        settings = config.settings
+        super().__init__(
+            reader,
+            writer,
+            ServerConnection(max_command_size=settings.max_command_size, tls_active=tls_active),
+            SessionTimers(
+                pre_authenticated=settings.pre_authenticated_connection_timeout.total_seconds(),
+                authenticated=settings.authenticated_connection_timeout.total_seconds(),
+            ),
+        )
+        self.config = config
+        self.direct_logins = settings.allow_direct_backend_login
+        self.client_attributes: dict[str, str] = {}
+        self.pending_user: str | None = None
+        self.mechanism: SaslServer | None = None
+        self.scram_mailbox: Mailbox | None = None
+        self.mailbox: Mailbox | None = None
+        self.maildrop: MailboxSession | None = None
+        self.messages: Sequence[MessageInfo] = ()
+        self.deleted: set[int] = set()
+
+    def greeting(self) -> Ok:
+        """Exchange's banner."""
+        return Ok(self.config.settings.banner)
+
+    async def handle(self, command: Command) -> Reply:  # noqa: C901, PLR0911, PLR0912
+        """Answer one command; the engine has already checked that it is valid now."""
+        match command:
+            case Capa():
+                return MultiLine(status=Ok("Capability list follows"), lines=self._capabilities())
+            case Noop():
+                return Ok()
+            case Utf8():
+                return Ok("UTF8 enabled")
+            case Quit():
+                return await self._quit()
+            case Xclient(attributes=attributes):
+                self.client_attributes = dict(attributes)
+                return Ok()
+            case Stls():
+                return Err("STLS is not offered by the POP3 Backend service.")
+            case User(name=name):
+                if not self.direct_logins:
+                    return self._direct_logins_disabled()
+                self.pending_user = name
+                return Ok()
+            case Pass(password=password):
+                user, self.pending_user = self.pending_user or "", None
+                return await self._verify_password(authcid=user, authzid="", password=password)
+            case Auth(mechanism=name, initial_response=initial):
+                return await self._start_sasl(name, initial)
+            case SaslResponse(data=data):
+                assert self.mechanism is not None
+                return await self._sasl_step(self.mechanism.step(data))
+            case SaslCancel():
+                self.mechanism = None
+                return Err("Authentication cancelled.")
+            case Stat():
+                count, size = self._totals()
+                return Ok(f"{count} {size}")
+            case List(msg=None):
+                lines = tuple(f"{n} {info.size}" for n, info in self._live())
+                return MultiLine(status=Ok(f"{len(lines)} messages"), lines=lines)
+            case List(msg=int(number)):
+                info = self._message(number)
+                return Ok(f"{number} {info.size}") if info else Err(NO_SUCH_MESSAGE)
+            case Uidl(msg=None):
+                lines = tuple(f"{n} {info.uid}" for n, info in self._live())
+                return MultiLine(status=Ok(), lines=lines)
+            case Uidl(msg=int(number)):
+                info = self._message(number)
+                return Ok(f"{number} {info.uid}") if info else Err(NO_SUCH_MESSAGE)
+            case Retr(msg=number):
+                info = self._message(number)
+                if info is None:
+                    return Err(NO_SUCH_MESSAGE)
+                try:
+                    content = await self._maildrop().read(info.uid)
+                except MessageGone:
+                    return self._message_gone(number)
+                return MessageBody(status=Ok(f"{info.size} octets"), content=content)
+            case Top(msg=number, lines=body_lines):
+                info = self._message(number)
+                if info is None:
+                    return Err(NO_SUCH_MESSAGE)
+                try:
+                    content = await self._maildrop().read_top(info.uid, body_lines)
+                except MessageGone:
+                    return self._message_gone(number)
+                return MessageBody(status=Ok(), content=content)
+            case Dele(msg=number):
+                if self._message(number) is None:
+                    return Err(NO_SUCH_MESSAGE)
+                self.deleted.add(number)
+                return Ok(f"Message {number} deleted.")
+            case Rset():
+                self.deleted.clear()
+                count, size = self._totals()
+                return Ok(f"Maildrop has {count} messages ({size} octets).")
+        return Err("Command is not valid in this state.")
+
+    async def finish(self, *, quit_received: bool) -> None:
+        """A session that did not QUIT releases the maildrop and deletes nothing."""
+        if self.maildrop is not None:
+            maildrop, self.maildrop = self.maildrop, None
+            await maildrop.close()
+            if not quit_received and self.deleted:
+                self.log.info(
+                    "session %s ended without QUIT; %d deletions not applied",
+                    self.session_id,
+                    len(self.deleted),
+                )
+
+    # -- AUTHORIZATION -------------------------------------------------------------------
+
+    def _capabilities(self) -> tuple[str, ...]:
+        mechanisms = ["PLAIN"]
+        if self.direct_logins:
+            mechanisms += ["LOGIN", "SCRAM-SHA-256"]
+        return capabilities(
+            stls=False,
+            user=self.direct_logins,
+            sasl=mechanisms,
+            implementation="popgate MSExchangePOP3BE",
+        )
+
+    def _direct_logins_disabled(self) -> Err:
+        return Err(
+            "Direct logins to the POP3 Backend service are disabled; connect to the POP3 "
+            "service (MSExchangePOP3) instead.",
+            ResponseCode.SYS_PERM,
+        )
+
+    async def _start_sasl(self, name: str, initial: bytes | None) -> Reply:
+        mechanism: SaslServer
+        if name == "PLAIN":
+            mechanism = PlainServer()
+        elif name == "LOGIN" and self.direct_logins:
+            mechanism = LoginServer()
+        elif name == "SCRAM-SHA-256" and self.direct_logins:
+            mechanism = ScramSha256Server()
+        else:
+            return Err(f"Unsupported authentication mechanism {name[:40]}.")
+        self.mechanism = mechanism
+        return await self._sasl_step(mechanism.step(initial))
+
+    async def _sasl_step(self, step: SaslStep) -> Reply:
+        match step:
+            case SaslChallenge(data=data):
+                return Challenge(data)
+            case VerifyPassword(authzid=authzid, authcid=authcid, password=password):
+                self.mechanism = None
+                return await self._verify_password(authcid=authcid, authzid=authzid, password=password)
+            case NeedScramCredentials(authcid=authcid):
+                assert self.mechanism is not None
+                found = await self.config.directory.scram_credentials(authcid)
+                self.scram_mailbox = found[0] if found else None
+                return await self._sasl_step(self.mechanism.provide_credentials(found[1] if found else None))
+            case SaslSuccess(authzid=authzid):
+                self.mechanism = None
+                mailbox, self.scram_mailbox = self.scram_mailbox, None
+                if mailbox is None or (authzid and authzid.casefold() != mailbox.name.casefold()):
+                    return self._logon_failure("SCRAM identity mismatch")
+                return await self._open_maildrop(mailbox)
+            case SaslFailure(reason=reason):
+                self.mechanism = None
+                return self._logon_failure(reason)
+        raise AssertionError(f"unexpected SASL step {step!r}")
+
+    async def _verify_password(self, *, authcid: str, authzid: str, password: str) -> Reply:
+        directory = self.config.directory
+        if authcid.startswith(FRONTEND_PRINCIPAL_PREFIX):
+            frontend = authcid.removeprefix(FRONTEND_PRINCIPAL_PREFIX)
+            if not await directory.verify_proxy_secret(frontend, password):
+                return self._logon_failure(f"bad proxy secret for front end {frontend!r}")
+            mailbox = await directory.get_mailbox(authzid) if authzid else None
+            if mailbox is None:
+                return self._logon_failure(f"front end {frontend!r} named unknown mailbox")
+            client = self.client_attributes.get("ADDR", "?")
+            self.log.info(
+                "session %s: front end %s proxies %s for client %s",
+                self.session_id,
+                frontend,
+                mailbox.name,
+                client,
+            )
+            return await self._open_maildrop(mailbox)
+        if not self.direct_logins:
+            return self._direct_logins_disabled()
+        found = await directory.verify_password(authcid, password)
+        if found is None:
+            return self._logon_failure("bad credentials")
+        if authzid and authzid.casefold() not in (found.name.casefold(), found.address.casefold()):
+            return self._logon_failure(f"{found.name} may not act as {authzid!r}")
+        return await self._open_maildrop(found)
+
+    def _logon_failure(self, reason: str) -> Err:
+        self.log.info("session %s: logon failure from %s: %s", self.session_id, self.peer, reason)
+        return Err(LOGON_FAILURE, ResponseCode.AUTH)
+
+    async def _open_maildrop(self, mailbox: Mailbox) -> Reply:
+        if mailbox.is_administrator:
+            # Exchange never lets the Administrator account log on through POP3.
+            return self._logon_failure("the Administrator account cannot use POP3")
+        if not mailbox.pop_enabled:
+            return Err(
+                "POP3 access is disabled for this mailbox; ask an administrator to enable it.",
+                ResponseCode.SYS_PERM,
+            )
+        if mailbox.server is not None and mailbox.server != self.config.server.name:
+            return Err(
+                f"This mailbox is held by server {mailbox.server}, not this one.",
+                ResponseCode.SYS_PERM,
+            )
+        store = self.config.store
+        try:
+            try:
+                maildrop = await store.open(mailbox.guid)
+            except MailboxNotFound:
+                await store.create_mailbox(mailbox.guid)
+                maildrop = await store.open(mailbox.guid)
+        except MailboxLocked:
+            return Err("The mailbox is in use by another session.", ResponseCode.IN_USE)
+        self.mailbox, self.maildrop = mailbox, maildrop
+        messages = maildrop.messages
+        if self.config.settings.message_retrieval_sort_order is SortOrder.DESCENDING:
+            messages = tuple(reversed(messages))
+        self.messages = messages
+        self.log.info("session %s: %s logged on", self.session_id, mailbox.name)
+        return Ok("User successfully logged on.")
+
+    # -- TRANSACTION ---------------------------------------------------------------------
+
+    def _message_gone(self, number: int) -> Err:
+        self.log.warning("session %s: message %d vanished from the store", self.session_id, number)
+        return Err("The message was removed by another program.", ResponseCode.SYS_TEMP)
+
+    def _maildrop(self) -> MailboxSession:
+        assert self.maildrop is not None
+        return self.maildrop
+
+    def _message(self, number: int) -> MessageInfo | None:
+        if 1 <= number <= len(self.messages) and number not in self.deleted:
+            return self.messages[number - 1]
+        return None
+
+    def _live(self) -> list[tuple[int, MessageInfo]]:
+        deleted = self.deleted
+        return [(n, info) for n, info in enumerate(self.messages, 1) if n not in deleted]
+
+    def _totals(self) -> tuple[int, int]:
+        live = self._live()
+        return len(live), sum(info.size for _, info in live)
+
+    async def _quit(self) -> Reply:
+        if self.connection.state is not State.UPDATE or self.maildrop is None:
+            return Ok(SIGN_OFF)
+        maildrop, self.maildrop = self.maildrop, None
+        doomed = [self.messages[n - 1].uid for n in sorted(self.deleted)]
+        failed = await maildrop.commit(doomed)
+        if failed:
+            self.log.warning("session %s: %d deletions failed", self.session_id, len(failed))
+            return Err("Some deleted messages could not be removed.", ResponseCode.SYS_TEMP)
+        return Ok(SIGN_OFF)

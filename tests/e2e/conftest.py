@@ -1,0 +1,151 @@
+"""Fixtures that run popgate as real processes: setup, mailboxes and the POP3 Backend service."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from popgate.home import Home
+
+STARTUP_SECONDS = 20
+
+
+def free_port() -> int:
+    """A TCP port that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def insecure_client_context() -> ssl.SSLContext:
+    """A client context that accepts the computer's self-signed certificate."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float) -> None:
+    """Block until ``port`` accepts connections or ``process`` exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"service exited with status {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on port {port} after {timeout} s")
+
+
+@dataclass
+class Installation:
+    """A popgate data directory in a temporary folder, driven through the real CLI."""
+
+    home: Path
+    env: dict[str, str]
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def popgate(
+        self, *args: str, input_text: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the ``popgate`` command and return its result."""
+        result = subprocess.run(
+            [sys.executable, "-m", "popgate.cli", *args],
+            env=self.env,
+            input=input_text,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"popgate {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+            )
+        return result
+
+    def add_mailbox(self, name: str, password: str) -> None:
+        """Create a mailbox with a password."""
+        self.popgate("mailbox", "add", name, "--password-stdin", input_text=password + "\n")
+
+    def import_messages(self, name: str, messages: list[bytes], folder: Path) -> None:
+        """Deliver ``messages`` to mailbox ``name`` through ``popgate mailbox import``."""
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for index, content in enumerate(messages):
+            path = folder / f"{index:06d}.eml"
+            path.write_bytes(content)
+            paths.append(str(path))
+        self.popgate("mailbox", "import", name, *paths)
+
+    def set(self, name: str, value: str) -> None:
+        """Set-PopSettings for this server."""
+        self.popgate("settings", "set", name, value)
+
+    @property
+    def layout(self) -> Home:
+        """The data directory's paths."""
+        return Home(self.home)
+
+    def start_backend(self) -> subprocess.Popen[bytes]:
+        """Start MSExchangePOP3BE and wait until it listens on ProxyTargetPort."""
+        with (self.home / "backend.log").open("ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "popgate.cli", "service", "run", "MSExchangePOP3BE"],
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
+        self.processes.append(process)
+        wait_for_port(self.backend_port, process, STARTUP_SECONDS)
+        return process
+
+    backend_port: int = 0
+
+    def stop_all(self) -> None:
+        """Stop every service this installation started."""
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def backend_log(self) -> str:
+        """What the backend wrote to stderr."""
+        path = self.home / "backend.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+@pytest.fixture
+def installation(tmp_path: Path) -> Iterator[Installation]:
+    """A set-up popgate with ProxyTargetPort on a free port and direct logins allowed."""
+    env = dict(os.environ)
+    env["POPGATE_HOME"] = str(tmp_path / "popgate")
+    env.pop("NOTIFY_SOCKET", None)
+    inst = Installation(home=tmp_path / "popgate", env=env)
+    inst.popgate("setup")
+    inst.backend_port = free_port()
+    inst.set("ProxyTargetPort", str(inst.backend_port))
+    inst.set("AllowDirectBackendLogin", "$true")
+    try:
+        yield inst
+    finally:
+        inst.stop_all()
+        assert "Traceback" not in inst.backend_log(), inst.backend_log()
