@@ -94,7 +94,9 @@ async def one_session(connect: Connector, token: str, retrieve: bool) -> int:
     return octets
 
 
-async def sessions_per_second(connect: Connector, token: str, total: int, concurrency: int) -> float:
+async def sessions_per_second(
+    connect: Connector, token: str, total: int, concurrency: int
+) -> float:
     """Complete ``total`` login/STAT/QUIT sessions with ``concurrency`` clients in parallel."""
     remaining = total
 

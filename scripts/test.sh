@@ -13,6 +13,22 @@ if [ ${#needed[@]} -gt 0 ]; then
     exit 1
   fi
 fi
+# The directory's tests also run against a real PostgreSQL: start one when we may.
+if [ -z "${POPGATE_TEST_POSTGRES_URL:-}" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  command -v pg_ctlcluster >/dev/null || {
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  }
+  read -r version cluster _ < <(pg_lsclusters --no-header | head -1)
+  pg_ctlcluster "$version" "$cluster" start 2>/dev/null || true
+  password=$(openssl rand -hex 16)
+  as_postgres() { su postgres -s /bin/sh -c "$1"; }
+  as_postgres "psql -q -c \"DROP DATABASE IF EXISTS popgate_test\""
+  as_postgres "psql -q -c \"DROP ROLE IF EXISTS popgate_test\""
+  as_postgres "psql -q -c \"CREATE ROLE popgate_test LOGIN PASSWORD '$password'\""
+  as_postgres "createdb -O popgate_test popgate_test"
+  port=$(pg_lsclusters --no-header | awk -v v="$version" -v c="$cluster" '$1==v && $2==c {print $3}')
+  export POPGATE_TEST_POSTGRES_URL="postgresql+asyncpg://popgate_test:$password@127.0.0.1:$port/popgate_test"
+fi
 scripts/bootstrap.sh --dev
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

@@ -75,7 +75,9 @@ async def run_setup(home: Home, *, roles: Collection[Role] | None = None) -> Set
         if created:
             domain = fqdn.split(".", 1)[1] if "." in fqdn else fqdn
             await directory.set_default_domain(domain)
-        await directory.set_proxy_secret(server_name, _read_or_create_secret(home.proxy_secret_file))
+        await directory.set_proxy_secret(
+            server_name, _read_or_create_secret(home.proxy_secret_file)
+        )
         if await directory.get_mailbox(ADMINISTRATOR) is None:
             password = secrets.token_urlsafe(18)
             await directory.add_mailbox(ADMINISTRATOR, password=password, is_administrator=True)

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from popgate._setup import run_setup
 from popgate.directory import Directory, DirectoryError, PopSettings, Role, format_setting
-from popgate.home import Home, HomeNotSetUp
+from popgate.home import Home, HomeNotSetUpError
 from popgate.net import TlsConfigError
 from popgate.services import BACKEND, find_service
 from popgate.services._runner import ServiceStartError, run_backend
@@ -48,9 +48,9 @@ def _run(coroutine: Awaitable[T]) -> T:
         return await coroutine
 
     try:
-        import uvloop  # noqa: PLC0415 - optional accelerator
+        import uvloop
 
-        return uvloop.run(wrapper())  # type: ignore[no-any-return]
+        return uvloop.run(wrapper())
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         return asyncio.run(wrapper())
 
@@ -98,7 +98,9 @@ def cmd_setup(args: argparse.Namespace) -> int:
     result = _run(run_setup(Home.locate(), roles=roles))
     verb = "Set up" if result.created else "Already set up:"
     console.print(f"{verb} popgate in {result.home.root}")
-    console.print(f"  server {result.server} ({result.fqdn}), roles {', '.join(sorted(result.roles))}")
+    console.print(
+        f"  server {result.server} ({result.fqdn}), roles {', '.join(sorted(result.roles))}"
+    )
     console.print(f"  Administrator password: {result.administrator_password_file}")
     console.print("  Services MSExchangePOP3 and MSExchangePOP3BE: Manual, Stopped")
     return 0
@@ -110,7 +112,11 @@ def cmd_setup(args: argparse.Namespace) -> int:
 def cmd_mailbox_add(args: argparse.Namespace) -> int:
     """Create a mailbox (and its empty maildrop)."""
     home = Home.locate()
-    password = _read_new_password(args.password_stdin) if args.password_stdin or sys.stdin.isatty() else None
+    password = (
+        _read_new_password(args.password_stdin)
+        if args.password_stdin or sys.stdin.isatty()
+        else None
+    )
 
     async def add(directory: Directory) -> None:
         mailbox = await directory.add_mailbox(
@@ -132,7 +138,11 @@ def cmd_mailbox_list(args: argparse.Namespace) -> int:
     table = Table("Name", "Address", "PopEnabled", "Server", "Guid")
     for mailbox in mailboxes:
         table.add_row(
-            mailbox.name, mailbox.address, str(mailbox.pop_enabled), mailbox.server or "", str(mailbox.guid)
+            mailbox.name,
+            mailbox.address,
+            str(mailbox.pop_enabled),
+            mailbox.server or "",
+            str(mailbox.guid),
         )
     console.print(table)
     return 0
@@ -251,7 +261,9 @@ def _messages_to_import(args: argparse.Namespace) -> Iterator[bytes]:
 def _count_messages(args: argparse.Namespace) -> int | None:
     if args.maildir:
         root = Path(args.maildir)
-        return sum(len(list((root / sub).glob("[!.]*"))) for sub in ("cur", "new") if (root / sub).is_dir())
+        return sum(
+            len(list((root / sub).glob("[!.]*"))) for sub in ("cur", "new") if (root / sub).is_dir()
+        )
     if args.files:
         return len(args.files)
     return None
@@ -326,9 +338,13 @@ def cmd_service_run(args: argparse.Namespace) -> int:
     if service is None:
         raise CommandError("The service name is invalid.")
     if service is not BACKEND:
-        raise CommandError(f"{service.name} cannot run on this version of popgate yet", RUNTIME_ERROR)
+        raise CommandError(
+            f"{service.name} cannot run on this version of popgate yet", RUNTIME_ERROR
+        )
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
     )
     _run(run_backend(Home.locate()))
     return 0
@@ -339,18 +355,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="popgate", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    setup = commands.add_parser("setup", help="create the data directory, directory and certificate")
-    setup.add_argument("--roles", help="ClientAccess, Mailbox or both, comma separated (default both)")
+    setup = commands.add_parser(
+        "setup", help="create the data directory, directory and certificate"
+    )
+    setup.add_argument(
+        "--roles", help="ClientAccess, Mailbox or both, comma separated (default both)"
+    )
     setup.set_defaults(handler=cmd_setup)
 
     mailbox = commands.add_parser("mailbox", help="manage mailboxes")
-    mailbox_commands = mailbox.add_subparsers(dest="mailbox_command", required=True, metavar="ACTION")
+    mailbox_commands = mailbox.add_subparsers(
+        dest="mailbox_command", required=True, metavar="ACTION"
+    )
     add = mailbox_commands.add_parser("add", help="create a mailbox")
     add.add_argument("name")
     add.add_argument("--address", help="primary SMTP address (default NAME@<default domain>)")
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     add.set_defaults(handler=cmd_mailbox_add)
-    mailbox_commands.add_parser("list", help="list mailboxes").set_defaults(handler=cmd_mailbox_list)
+    mailbox_commands.add_parser("list", help="list mailboxes").set_defaults(
+        handler=cmd_mailbox_list
+    )
     show = mailbox_commands.add_parser("show", help="show one mailbox")
     show.add_argument("name")
     show.set_defaults(handler=cmd_mailbox_show)
@@ -373,10 +397,16 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("files", nargs="*", help=".eml files")
     imp.set_defaults(handler=cmd_mailbox_import)
 
-    settings = commands.add_parser("settings", help="this server's POP3 settings (Get/Set-PopSettings)")
-    settings_commands = settings.add_subparsers(dest="settings_command", required=True, metavar="ACTION")
+    settings = commands.add_parser(
+        "settings", help="this server's POP3 settings (Get/Set-PopSettings)"
+    )
+    settings_commands = settings.add_subparsers(
+        dest="settings_command", required=True, metavar="ACTION"
+    )
     settings_show = settings_commands.add_parser("show", help="show the settings")
-    settings_show.add_argument("--effective", action="store_true", help="what the running services use")
+    settings_show.add_argument(
+        "--effective", action="store_true", help="what the running services use"
+    )
     settings_show.set_defaults(handler=cmd_settings_show)
     settings_set = settings_commands.add_parser("set", help="change one setting")
     settings_set.add_argument("name", help="Exchange parameter name, e.g. LoginType")
@@ -384,7 +414,9 @@ def build_parser() -> argparse.ArgumentParser:
     settings_set.set_defaults(handler=cmd_settings_set)
 
     service = commands.add_parser("service", help="run a service in the foreground")
-    service_commands = service.add_subparsers(dest="service_command", required=True, metavar="ACTION")
+    service_commands = service.add_subparsers(
+        dest="service_command", required=True, metavar="ACTION"
+    )
     run = service_commands.add_parser("run", help="run MSExchangePOP3BE (or MSExchangePOP3)")
     run.add_argument("name")
     run.set_defaults(handler=cmd_service_run)
@@ -405,7 +437,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _fail(str(error), error.status)
     except (DirectoryError, StoreError) as error:
         _fail(str(error), USAGE_ERROR)
-    except (HomeNotSetUp, ServiceStartError, TlsConfigError) as error:
+    except (HomeNotSetUpError, ServiceStartError, TlsConfigError) as error:
         _fail(str(error), RUNTIME_ERROR)
     except KeyboardInterrupt:
         return 130

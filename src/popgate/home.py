@@ -7,12 +7,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Home", "HomeNotSetUp", "default_home"]
+__all__ = ["Home", "HomeNotSetUpError", "default_home"]
 
 CONFIG_FILE = "popgate.json"
 
 
-class HomeNotSetUp(Exception):
+class HomeNotSetUpError(Exception):
     """The data directory has not been created by ``popgate setup`` yet."""
 
 
@@ -99,11 +99,11 @@ class Home:
         return f"sqlite+aiosqlite:///{self.root / 'directory.db'}"
 
     def read_config(self) -> dict[str, str]:
-        """The settings written by setup; :class:`HomeNotSetUp` when there are none."""
+        """The settings written by setup; :class:`HomeNotSetUpError` when there are none."""
         try:
             loaded = json.loads(self.config_file.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise HomeNotSetUp(
+            raise HomeNotSetUpError(
                 f"popgate is not set up in {self.root}; run 'popgate setup' first"
             ) from None
         return {str(key): str(value) for key, value in loaded.items()}

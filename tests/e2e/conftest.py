@@ -72,8 +72,9 @@ class Installation:
             check=False,
         )
         if check and result.returncode != 0:
+            command = " ".join(args)
             raise AssertionError(
-                f"popgate {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+                f"popgate {command} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
             )
         return result
 

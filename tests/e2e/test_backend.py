@@ -11,6 +11,8 @@ import ssl
 import subprocess
 import sys
 import time
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,12 @@ MESSAGES: list[bytes] = [
     b"Subject: nul\n\nbefore\x00after\n",
     b"Subject: body is a dot\n\n.\n",
 ]
+
+
+def command(client: poplib.POP3, line: str) -> bytes:
+    """Send one command through poplib and return its one-line reply."""
+    shortcmd: Callable[[str], bytes] = client._shortcmd  # type: ignore[attr-defined]
+    return shortcmd(line)
 
 
 def pop3_ssl(installation: Installation) -> poplib.POP3_SSL:
@@ -68,7 +76,7 @@ def test_user_pass_stat_list_uidl(alice: Installation) -> None:
     _, listing, _ = client.list()
     sizes = [int(line.split()[1]) for line in listing]
     assert sizes == [len(to_crlf(message)) for message in MESSAGES]
-    assert client.list(2) == f"+OK 2 {sizes[1]}".encode()
+    assert command(client, "LIST 2") == f"+OK 2 {sizes[1]}".encode()
     _, uid_lines, _ = client.uidl()
     uids = [line.split()[1] for line in uid_lines]
     assert len(set(uids)) == len(MESSAGES)
@@ -113,7 +121,7 @@ def test_large_message_20_mb(installation: Installation, tmp_path: Path) -> None
     installation.import_messages("alice", [body], tmp_path / "eml")
     installation.start_backend()
     client = logged_in(installation)
-    size = int(client.list(1).split()[2])
+    size = int(command(client, "LIST 1").split()[2])
     _, lines, octets = client.retr(1)
     assert octets == size == len(to_crlf(body))
     assert b"\r\n".join(lines) + b"\r\n" == to_crlf(body)
@@ -130,12 +138,12 @@ def test_dele_rset_quit(alice: Installation) -> None:
     assert client.stat()[0] == len(MESSAGES) - 1
     client.rset()
     assert client.stat()[0] == len(MESSAGES)
-    uid_of_2 = client.uidl(2).split()[2]
+    uid_of_2 = command(client, "UIDL 2").split()[2]
     client.dele(1)
     client.quit()
     client = logged_in(alice)
     assert client.stat()[0] == len(MESSAGES) - 1
-    assert client.uidl(1).split()[2] == uid_of_2
+    assert command(client, "UIDL 1").split()[2] == uid_of_2
     client.quit()
 
 
@@ -176,7 +184,8 @@ def test_wrong_password_gets_auth_code(alice: Installation) -> None:
     client = pop3_ssl(alice)
     client.user("alice")
     with pytest.raises(
-        poplib.error_proto, match=r"-ERR \[AUTH\] Logon failure: unknown user name or bad password\."
+        poplib.error_proto,
+        match=r"-ERR \[AUTH\] Logon failure: unknown user name or bad password\.",
     ):
         client.pass_("wrong")
     client.user("nobody")
@@ -188,7 +197,7 @@ def test_wrong_password_gets_auth_code(alice: Installation) -> None:
 def test_auth_plain_with_poplib(alice: Installation) -> None:
     client = pop3_ssl(alice)
     token = base64.b64encode(b"\0alice\0" + PASSWORD.encode()).decode()
-    assert client._shortcmd(f"AUTH PLAIN {token}").startswith(b"+OK")
+    assert command(client, f"AUTH PLAIN {token}").startswith(b"+OK")
     assert client.stat()[0] == len(MESSAGES)
     client.quit()
 
@@ -197,13 +206,13 @@ def test_auth_scram_sha_256_with_poplib(alice: Installation) -> None:
     client = pop3_ssl(alice)
     scram = ScramSha256Client("alice", PASSWORD)
     first = base64.b64encode(scram.first_message()).decode()
-    challenge = client._shortcmd(f"AUTH SCRAM-SHA-256 {first}")
+    challenge = command(client, f"AUTH SCRAM-SHA-256 {first}")
     assert challenge.startswith(b"+ ")
     final = scram.final_message(base64.b64decode(challenge[2:]))
-    server_final = client._shortcmd(base64.b64encode(final).decode())
+    server_final = command(client, base64.b64encode(final).decode())
     assert server_final.startswith(b"+ ")
     scram.verify_server_final(base64.b64decode(server_final[2:]))
-    assert client._shortcmd("").startswith(b"+OK")
+    assert command(client, "").startswith(b"+OK")
     assert client.stat()[0] == len(MESSAGES)
     client.quit()
 
@@ -246,15 +255,17 @@ def test_mpop_scram_sha_256_pipelined_retr(alice: Installation, tmp_path: Path) 
 
 
 def test_pipelined_commands_are_answered_in_order(alice: Installation) -> None:
-    with contextlib.ExitStack() as closing, socket.create_connection(
-        ("127.0.0.1", alice.backend_port)
-    ) as raw:
+    with (
+        contextlib.ExitStack() as closing,
+        socket.create_connection(("127.0.0.1", alice.backend_port)) as raw,
+    ):
         tls = insecure_client_context().wrap_socket(raw)
         reader = tls.makefile("rb")
         closing.callback(tls.close)
         closing.callback(reader.close)
         assert reader.readline().startswith(b"+OK")
-        tls.sendall(f"USER alice\r\nPASS {PASSWORD}\r\nSTAT\r\nLIST 1\r\nUIDL 9\r\nNOOP\r\nQUIT\r\n".encode())
+        commands = ["USER alice", f"PASS {PASSWORD}", "STAT", "LIST 1", "UIDL 9", "NOOP", "QUIT"]
+        tls.sendall("".join(command + "\r\n" for command in commands).encode())
         replies = [reader.readline() for _ in range(7)]
         assert replies[0].startswith(b"+OK")
         assert replies[1] == b"+OK User successfully logged on.\r\n"
@@ -271,9 +282,10 @@ def _send_and_read(tls: ssl.SSLSocket, reader: object, line: bytes) -> bytes:
 
 
 def test_bad_input_gets_err_and_session_survives(alice: Installation) -> None:
-    with contextlib.ExitStack() as closing, socket.create_connection(
-        ("127.0.0.1", alice.backend_port)
-    ) as raw:
+    with (
+        contextlib.ExitStack() as closing,
+        socket.create_connection(("127.0.0.1", alice.backend_port)) as raw,
+    ):
         tls = insecure_client_context().wrap_socket(raw)
         reader = tls.makefile("rb")
         closing.callback(tls.close)
@@ -296,8 +308,11 @@ def test_bad_input_gets_err_and_session_survives(alice: Installation) -> None:
             assert b"Traceback" not in reply
         assert _send_and_read(tls, reader, b"USER alice\r\n").startswith(b"+OK")
         assert _send_and_read(tls, reader, f"PASS {PASSWORD}\r\n".encode()).startswith(b"+OK")
-        for probe in [b"RETR abc\r\n", b"RETR 0\r\n", b"RETR -1\r\n", b"RETR 99999999999999999999\r\n",
-                      b"TOP 1 -1\r\n", b"LIST 1 2\r\n", b"RETR 999\r\n", b"USER bob\r\n", b"AUTH PLAIN\r\n"]:  # fmt: skip
+        in_transaction = [
+            "RETR abc", "RETR 0", "RETR -1", "RETR 99999999999999999999", "TOP 1 -1", "LIST 1 2",
+            "RETR 999", "USER bob", "AUTH PLAIN",
+        ]  # fmt: skip
+        for probe in (command.encode() + b"\r\n" for command in in_transaction):
             reply = _send_and_read(tls, reader, probe)
             assert reply.startswith(b"-ERR"), (probe, reply)
         assert _send_and_read(tls, reader, b"STAT\r\n").startswith(f"+OK {len(MESSAGES)} ".encode())
@@ -305,9 +320,10 @@ def test_bad_input_gets_err_and_session_survives(alice: Installation) -> None:
 
 
 def test_a_thousand_unknown_commands_end_in_a_clean_close(alice: Installation) -> None:
-    with contextlib.ExitStack() as closing, socket.create_connection(
-        ("127.0.0.1", alice.backend_port)
-    ) as raw:
+    with (
+        contextlib.ExitStack() as closing,
+        socket.create_connection(("127.0.0.1", alice.backend_port)) as raw,
+    ):
         tls = insecure_client_context().wrap_socket(raw)
         reader = tls.makefile("rb")
         closing.callback(tls.close)
@@ -338,7 +354,7 @@ def test_direct_logins_are_off_by_default(installation: Installation, tmp_path: 
         client.user("alice")
     token = base64.b64encode(b"\0alice\0" + PASSWORD.encode()).decode()
     with pytest.raises(poplib.error_proto, match=r"Direct logins"):
-        client._shortcmd(f"AUTH PLAIN {token}")
+        command(client, f"AUTH PLAIN {token}")
     client.quit()
 
 
@@ -356,10 +372,10 @@ def test_trusted_front_end_login_over_tls_and_unix_socket(
     wrong = base64.b64encode(f"alice\0frontend/{server}\0not-the-secret".encode()).decode()
 
     client = pop3_ssl(installation)
-    assert client._shortcmd("XCLIENT ADDR=192.0.2.7 PORT=40000 SESSION=test").startswith(b"+OK")
+    assert command(client, "XCLIENT ADDR=192.0.2.7 PORT=40000 SESSION=test").startswith(b"+OK")
     with pytest.raises(poplib.error_proto, match=r"\[AUTH\]"):
-        client._shortcmd(f"AUTH PLAIN {wrong}")
-    assert client._shortcmd(f"AUTH PLAIN {token}").startswith(b"+OK")
+        command(client, f"AUTH PLAIN {wrong}")
+    assert command(client, f"AUTH PLAIN {token}").startswith(b"+OK")
     assert client.stat()[0] == 2
     client.quit()
     assert "192.0.2.7" in installation.backend_log()
@@ -409,7 +425,7 @@ def test_max_command_size_is_honoured(installation: Installation) -> None:
     installation.start_backend()
     client = pop3_ssl(installation)
     with pytest.raises(poplib.error_proto, match="too long"):
-        client._shortcmd("USER " + "a" * 60)
+        command(client, "USER " + "a" * 60)
     client.user("alice")
     client.pass_(PASSWORD)
     client.quit()
@@ -473,3 +489,63 @@ def test_port_in_use_is_reported(installation: Installation) -> None:
     assert "already in use" in result.stderr
     assert "ProxyTargetPort" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_timeouts_close_without_update_and_commands_do_not_reset_pre_auth(
+    installation: Installation, tmp_path: Path
+) -> None:
+    installation.add_mailbox("alice", PASSWORD)
+    installation.import_messages("alice", MESSAGES, tmp_path / "eml")
+    installation.set("PreAuthenticatedConnectionTimeout", "00:00:30")
+    installation.set("AuthenticatedConnectionTimeout", "00:00:30")
+    installation.start_backend()
+    idle = logged_in(installation)
+    idle.dele(1)
+    chatty = pop3_ssl(installation)
+    started = time.monotonic()
+    # Commands before login do not reset the pre-authentication timer (Exchange's rule).
+    with pytest.raises((poplib.error_proto, OSError, EOFError)):
+        while time.monotonic() - started < 60:
+            chatty.capa()
+            time.sleep(2)
+    assert 29 <= time.monotonic() - started < 45
+    # The idle authenticated session was closed by its timer, without UPDATE.
+    with pytest.raises((poplib.error_proto, OSError, EOFError)):
+        idle.stat()
+    idle.close()
+    chatty.close()
+    client = logged_in(installation)
+    assert client.stat()[0] == len(MESSAGES)
+    client.quit()
+
+
+def test_tls_1_1_is_refused_and_tls_1_2_accepted(alice: Installation) -> None:
+    old = insecure_client_context()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # TLS 1.1 is deprecated: the point
+        old.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+        old.maximum_version = ssl.TLSVersion.TLSv1_1
+    # Let the client really offer TLS 1.1, so that the refusal is the server's.
+    old.set_ciphers("DEFAULT:@SECLEVEL=0")
+    with (
+        socket.create_connection(("127.0.0.1", alice.backend_port)) as raw,
+        pytest.raises(ssl.SSLError, match="(?i)protocol.version"),
+    ):
+        old.wrap_socket(raw)
+    modern = insecure_client_context()
+    modern.maximum_version = ssl.TLSVersion.TLSv1_2
+    client = poplib.POP3_SSL("127.0.0.1", alice.backend_port, context=modern, timeout=30)
+    assert client.sock.version() == "TLSv1.2"
+    client.quit()
+
+
+def test_quit_ends_with_tls_close_notify(alice: Installation) -> None:
+    with socket.create_connection(("127.0.0.1", alice.backend_port)) as raw:
+        tls = insecure_client_context().wrap_socket(raw, suppress_ragged_eofs=False)
+        with tls:
+            tls.sendall(b"QUIT\r\n")
+            received = b""
+            # Without close_notify this raises SSLEOFError instead of returning b"".
+            while chunk := tls.recv(4096):
+                received += chunk
+            assert received.endswith(b"signing off.\r\n")

@@ -38,8 +38,12 @@ def test_setup_roles_option(installation: Installation) -> None:
     ("name", "reason"),
     [("../x", "name"), ("", "name"), ("a\x01b", "name"), ("x" * 65, "name"), ("a/b", "name")],
 )
-def test_invalid_mailbox_names_are_refused(installation: Installation, name: str, reason: str) -> None:
-    result = installation.popgate("mailbox", "add", name, "--password-stdin", input_text="pw\n", check=False)
+def test_invalid_mailbox_names_are_refused(
+    installation: Installation, name: str, reason: str
+) -> None:
+    result = installation.popgate(
+        "mailbox", "add", name, "--password-stdin", input_text="pw\n", check=False
+    )
     assert result.returncode == 2
     assert result.stderr.startswith("popgate: error:")
     assert reason in result.stderr.lower()
@@ -49,7 +53,9 @@ def test_invalid_mailbox_names_are_refused(installation: Installation, name: str
 
 def test_duplicate_mailbox_is_refused(installation: Installation) -> None:
     installation.add_mailbox("alice", "pw")
-    result = installation.popgate("mailbox", "add", "ALICE", "--password-stdin", input_text="pw\n", check=False)
+    result = installation.popgate(
+        "mailbox", "add", "ALICE", "--password-stdin", input_text="pw\n", check=False
+    )
     assert result.returncode == 2
     assert "already" in result.stderr.lower()
 
@@ -57,7 +63,9 @@ def test_duplicate_mailbox_is_refused(installation: Installation) -> None:
 def test_mailbox_folder_is_named_by_guid(installation: Installation) -> None:
     installation.add_mailbox("alice", "pw")
     shown = installation.popgate("mailbox", "show", "alice").stdout
-    guid = next(line.split(":", 1)[1].strip() for line in shown.splitlines() if line.startswith("Guid"))
+    guid = next(
+        line.split(":", 1)[1].strip() for line in shown.splitlines() if line.startswith("Guid")
+    )
     assert (installation.layout.mail_root / guid / "cur").is_dir()
     assert not (installation.layout.mail_root / "alice").exists()
 
@@ -87,7 +95,9 @@ def test_import_maildir_mbox_and_eml_then_show(installation: Installation, tmp_p
 
 def test_import_errors_are_clear(installation: Installation, tmp_path: Path) -> None:
     installation.add_mailbox("alice", "pw")
-    result = installation.popgate("mailbox", "import", "alice", "--maildir", str(tmp_path), check=False)
+    result = installation.popgate(
+        "mailbox", "import", "alice", "--maildir", str(tmp_path), check=False
+    )
     assert result.returncode == 2
     assert "not a Maildir" in result.stderr
     result = installation.popgate("mailbox", "import", "nobody", str(tmp_path), check=False)
@@ -129,6 +139,8 @@ def test_settings_show_and_invalid_values(installation: Installation) -> None:
 
 def test_commands_before_setup_say_so(tmp_path: Path) -> None:
     env = dict(os.environ, POPGATE_HOME=str(tmp_path / "nothing"))
-    result = Installation(home=tmp_path / "nothing", env=env).popgate("mailbox", "list", check=False)
+    result = Installation(home=tmp_path / "nothing", env=env).popgate(
+        "mailbox", "list", check=False
+    )
     assert result.returncode == 1
     assert "run 'popgate setup' first" in result.stderr

@@ -118,7 +118,9 @@ class SessionDriver:
             self.log.exception("session %s failed", self.session_id)
             with contextlib.suppress(*CLOSE_ERRORS):
                 await self._write(
-                    _encode_hint(Err("Internal server error; try again later.", ResponseCode.SYS_TEMP))
+                    _encode_hint(
+                        Err("Internal server error; try again later.", ResponseCode.SYS_TEMP)
+                    )
                 )
         finally:
             try:

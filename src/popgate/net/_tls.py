@@ -28,9 +28,8 @@ def create_self_signed_certificate(
 ) -> None:
     """Write a self-signed certificate for ``fqdn`` (and localhost) with a new P-256 key."""
     key = ec.generate_private_key(ec.SECP256R1())
-    names: list[x509.GeneralName] = []
-    for name in dict.fromkeys((fqdn, fqdn.split(".")[0], "localhost", *extra_names)):
-        names.append(x509.DNSName(name))
+    unique = dict.fromkeys((fqdn, fqdn.split(".")[0], "localhost", *extra_names))
+    names: list[x509.GeneralName] = [x509.DNSName(name) for name in unique]
     names += [
         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
         x509.IPAddress(ipaddress.ip_address("::1")),

@@ -127,7 +127,7 @@ class BackendSession(SessionDriver):
         """Exchange's banner."""
         return Ok(self.config.settings.banner)
 
-    async def handle(self, command: Command) -> Reply:  # noqa: C901, PLR0911, PLR0912
+    async def handle(self, command: Command) -> Reply:
         """Answer one command; the engine has already checked that it is valid now."""
         match command:
             case Capa():
@@ -254,12 +254,16 @@ class BackendSession(SessionDriver):
                 return Challenge(data)
             case VerifyPassword(authzid=authzid, authcid=authcid, password=password):
                 self.mechanism = None
-                return await self._verify_password(authcid=authcid, authzid=authzid, password=password)
+                return await self._verify_password(
+                    authcid=authcid, authzid=authzid, password=password
+                )
             case NeedScramCredentials(authcid=authcid):
                 assert self.mechanism is not None
                 found = await self.config.directory.scram_credentials(authcid)
                 self.scram_mailbox = found[0] if found else None
-                return await self._sasl_step(self.mechanism.provide_credentials(found[1] if found else None))
+                return await self._sasl_step(
+                    self.mechanism.provide_credentials(found[1] if found else None)
+                )
             case SaslSuccess(authzid=authzid):
                 self.mechanism = None
                 mailbox, self.scram_mailbox = self.scram_mailbox, None

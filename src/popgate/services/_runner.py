@@ -77,11 +77,16 @@ async def run_backend(home: Home, *, stop: asyncio.Event | None = None) -> None:
         settings = await directory.apply_pop_settings(server.name)
         tls = server_context(home.certificate, home.private_key)
         config = BackendConfig(
-            directory=directory, store=MaildirStore(home.mail_root), server=server, settings=settings
+            directory=directory,
+            store=MaildirStore(home.mail_root),
+            server=server,
+            settings=settings,
         )
         tracker = SessionTracker()
 
-        def accept(tls_active: bool) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], None]:
+        def accept(
+            tls_active: bool,
+        ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], None]:
             def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
                 tracker.start(BackendSession(reader, writer, config, tls_active=tls_active).run())
 
@@ -113,6 +118,14 @@ async def run_backend(home: Home, *, stop: asyncio.Event | None = None) -> None:
         await directory.close()
 
 
+def _prepare_socket_path(path: Path) -> Path:
+    """Make the socket's folder and remove a socket left by a process that died."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    return path
+
+
 async def _listen(
     home: Home,
     port: int,
@@ -125,10 +138,7 @@ async def _listen(
         )
     except OSError as error:
         raise _listen_error(error, f"port {port}", "ProxyTargetPort") from None
-    socket_path: Path = home.backend_socket
-    socket_path.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileNotFoundError):
-        socket_path.unlink()
+    socket_path = _prepare_socket_path(home.backend_socket)
     old_umask = os.umask(0o077)
     try:
         unix = await asyncio.start_unix_server(accept(False), path=str(socket_path), backlog=1024)
