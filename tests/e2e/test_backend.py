@@ -504,7 +504,7 @@ def test_timeouts_close_without_update_and_commands_do_not_reset_pre_auth(
     chatty = pop3_ssl(installation)
     started = time.monotonic()
     # Commands before login do not reset the pre-authentication timer (Exchange's rule).
-    with pytest.raises((poplib.error_proto, OSError, EOFError)):
+    with pytest.raises((poplib.error_proto, OSError, EOFError)):  # noqa: PT012 - a loop of CAPAs
         while time.monotonic() - started < 60:
             chatty.capa()
             time.sleep(2)
@@ -529,12 +529,13 @@ def test_tls_1_1_is_refused_and_tls_1_2_accepted(alice: Installation) -> None:
     old.set_ciphers("DEFAULT:@SECLEVEL=0")
     with (
         socket.create_connection(("127.0.0.1", alice.backend_port)) as raw,
-        pytest.raises(ssl.SSLError, match="(?i)protocol.version|UNEXPECTED_EOF"),
+        pytest.raises(ssl.SSLError, match=r"(?i)protocol.version|UNEXPECTED_EOF"),
     ):
         old.wrap_socket(raw)
     modern = insecure_client_context()
     modern.maximum_version = ssl.TLSVersion.TLSv1_2
     client = poplib.POP3_SSL("127.0.0.1", alice.backend_port, context=modern, timeout=30)
+    assert isinstance(client.sock, ssl.SSLSocket)
     assert client.sock.version() == "TLSv1.2"
     client.quit()
 
