@@ -32,6 +32,15 @@ MESSAGES: list[bytes] = [
 ]
 
 
+def refusal(call: Callable[[], object]) -> str:
+    """The -ERR line with which a poplib call failed (as text, so that -bb stays quiet)."""
+    with pytest.raises(poplib.error_proto) as caught:
+        call()
+    reply = caught.value.args[0]
+    assert isinstance(reply, bytes)
+    return reply.decode("utf-8", "replace")
+
+
 def command(client: poplib.POP3, line: str) -> bytes:
     """Send one command through poplib and return its one-line reply."""
     shortcmd: Callable[[str], bytes] = client._shortcmd  # type: ignore[attr-defined]
@@ -109,8 +118,7 @@ def test_top_returns_headers_and_n_body_lines(alice: Installation) -> None:
     assert lines == [b"From: a@example.com", b"Subject: plain LF", b""]
     _, lines, _ = client.top(2, 99)
     assert b"".join(line + b"\r\n" for line in lines) == to_crlf(MESSAGES[1])
-    with pytest.raises(poplib.error_proto, match=r"^b?'?-ERR"):
-        client.top(99, 1)
+    assert refusal(lambda: client.top(99, 1)).startswith("-ERR")
     client.quit()
 
 
@@ -171,8 +179,7 @@ def test_second_session_gets_in_use_and_first_is_unaffected(alice: Installation)
     first = logged_in(alice)
     second = pop3_ssl(alice)
     second.user("alice")
-    with pytest.raises(poplib.error_proto, match=r"\[IN-USE\]"):
-        second.pass_(PASSWORD)
+    assert "[IN-USE]" in refusal(lambda: second.pass_(PASSWORD))
     assert first.stat()[0] == len(MESSAGES)
     first.quit()
     second.user("alice")
@@ -183,19 +190,18 @@ def test_second_session_gets_in_use_and_first_is_unaffected(alice: Installation)
 def test_wrong_password_gets_auth_code(alice: Installation) -> None:
     client = pop3_ssl(alice)
     client.user("alice")
-    with pytest.raises(
-        poplib.error_proto,
-        match=r"-ERR \[AUTH\] Logon failure: unknown user name or bad password\.",
-    ):
-        client.pass_("wrong")
+    reply = refusal(lambda: client.pass_("wrong"))
+    assert reply == "-ERR [AUTH] Logon failure: unknown user name or bad password."
     client.user("nobody")
-    with pytest.raises(poplib.error_proto, match=r"\[AUTH\] Logon failure"):
-        client.pass_("wrong")
+    assert "[AUTH] Logon failure" in refusal(lambda: client.pass_("wrong"))
     client.quit()
 
 
 def test_auth_plain_with_poplib(alice: Installation) -> None:
     client = pop3_ssl(alice)
+    # alice may not act as somebody else (authzid differs from authcid).
+    as_bob = base64.b64encode(b"bob\0alice\0" + PASSWORD.encode()).decode()
+    assert "[AUTH]" in refusal(lambda: command(client, f"AUTH PLAIN {as_bob}"))
     token = base64.b64encode(b"\0alice\0" + PASSWORD.encode()).decode()
     assert command(client, f"AUTH PLAIN {token}").startswith(b"+OK")
     assert client.stat()[0] == len(MESSAGES)
@@ -301,6 +307,7 @@ def test_bad_input_gets_err_and_session_survives(alice: Installation) -> None:
             b"A" * 100_000 + b"\r\n",
             b"AUTH PLAIN not*base64\r\n",
             b"AUTH PLAIN =AAA\r\n",
+            b"STLS\r\n",  # implicit TLS already: refused
         ]
         for probe in probes:
             reply = _send_and_read(tls, reader, probe)
@@ -349,12 +356,11 @@ def test_direct_logins_are_off_by_default(installation: Installation, tmp_path: 
     client = pop3_ssl(installation)
     capabilities = client.capa()
     assert "USER" not in capabilities
+    assert "STLS" not in capabilities
     assert capabilities["SASL"] == ["PLAIN"]
-    with pytest.raises(poplib.error_proto, match=r"Direct logins"):
-        client.user("alice")
+    assert "Direct logins" in refusal(lambda: client.user("alice"))
     token = base64.b64encode(b"\0alice\0" + PASSWORD.encode()).decode()
-    with pytest.raises(poplib.error_proto, match=r"Direct logins"):
-        command(client, f"AUTH PLAIN {token}")
+    assert "Direct logins" in refusal(lambda: command(client, f"AUTH PLAIN {token}"))
     client.quit()
 
 
@@ -373,8 +379,7 @@ def test_trusted_front_end_login_over_tls_and_unix_socket(
 
     client = pop3_ssl(installation)
     assert command(client, "XCLIENT ADDR=192.0.2.7 PORT=40000 SESSION=test").startswith(b"+OK")
-    with pytest.raises(poplib.error_proto, match=r"\[AUTH\]"):
-        command(client, f"AUTH PLAIN {wrong}")
+    assert "[AUTH]" in refusal(lambda: command(client, f"AUTH PLAIN {wrong}"))
     assert command(client, f"AUTH PLAIN {token}").startswith(b"+OK")
     assert client.stat()[0] == 2
     client.quit()
@@ -397,14 +402,12 @@ def test_pop_disabled_and_administrator_are_refused(installation: Installation) 
     admin_password = installation.layout.administrator_password_file.read_text().strip()
     client = pop3_ssl(installation)
     client.user("Administrator")
-    with pytest.raises(poplib.error_proto, match=r"\[AUTH\]"):
-        client.pass_(admin_password)
+    assert "[AUTH]" in refusal(lambda: client.pass_(admin_password))
     client.quit()
     installation.popgate("mailbox", "set", "alice", "--pop-enabled", "$false")
     client = pop3_ssl(installation)
     client.user("alice")
-    with pytest.raises(poplib.error_proto, match=r"\[SYS/PERM\] POP3 access is disabled"):
-        client.pass_(PASSWORD)
+    assert "[SYS/PERM] POP3 access is disabled" in refusal(lambda: client.pass_(PASSWORD))
     client.quit()
 
 
@@ -424,8 +427,7 @@ def test_max_command_size_is_honoured(installation: Installation) -> None:
     installation.set("MaxCommandSize", "40")
     installation.start_backend()
     client = pop3_ssl(installation)
-    with pytest.raises(poplib.error_proto, match="too long"):
-        command(client, "USER " + "a" * 60)
+    assert "too long" in refusal(lambda: command(client, "USER " + "a" * 60))
     client.user("alice")
     client.pass_(PASSWORD)
     client.quit()

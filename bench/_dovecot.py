@@ -1,0 +1,107 @@
+"""Run Dovecot's POP3 server beside popgate, on the same corpus, for side-by-side numbers."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+CONFIG = """\
+protocols = pop3
+listen = 127.0.0.1
+base_dir = {root}/run
+state_dir = {root}/state
+log_path = {root}/dovecot.log
+ssl = yes
+ssl_cert = <{certificate}
+ssl_key = <{key}
+ssl_min_protocol = TLSv1.2
+disable_plaintext_auth = no
+auth_mechanisms = plain
+passdb {{
+  driver = passwd-file
+  args = {root}/passwd
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={root}/home/%u
+}}
+mail_location = maildir:{root}/mail/%u
+default_internal_user = {user}
+default_login_user = dovenull
+first_valid_uid = 1
+# Dovecot's documented high-performance login mode: long-lived login processes.
+service pop3-login {{
+  inet_listener pop3 {{
+    port = 0
+  }}
+  inet_listener pop3s {{
+    port = {port}
+    ssl = yes
+  }}
+  service_count = 0
+  process_min_avail = {cores}
+}}
+service anvil {{
+  chroot =
+}}
+"""
+
+
+class Dovecot:
+    """A private Dovecot instance serving one user's Maildir over implicit TLS."""
+
+    def __init__(self, root: Path, port: int, certificate: Path, key: Path) -> None:
+        self.root = root
+        self.port = port
+        self.certificate = certificate
+        self.key = key
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def available() -> bool:
+        """Whether the dovecot binary is installed (Debian: dovecot-pop3d)."""
+        return shutil.which("dovecot") is not None
+
+    def start(self, users: dict[str, tuple[str, Path]]) -> None:
+        """Copy each user's Maildir (``{user: (password, maildir)}``) and start Dovecot."""
+        account = pwd.getpwnam("dovecot") if os.geteuid() == 0 else pwd.getpwuid(os.geteuid())
+        for folder in ("run", "state", "home", "mail"):
+            (self.root / folder).mkdir(parents=True, exist_ok=True)
+        lines = []
+        for user, (password, maildir) in users.items():
+            shutil.copytree(
+                maildir, self.root / "mail" / user, ignore=shutil.ignore_patterns("popgate*")
+            )
+            lines.append(f"{user}:{{PLAIN}}{password}::::::\n")
+        (self.root / "passwd").write_text("".join(lines))
+        shutil.copy(self.certificate, self.root / "cert.pem")
+        shutil.copy(self.key, self.root / "key.pem")
+        config = self.root / "dovecot.conf"
+        config.write_text(
+            CONFIG.format(
+                root=self.root,
+                certificate=self.root / "cert.pem",
+                key=self.root / "key.pem",
+                uid=account.pw_uid,
+                gid=account.pw_gid,
+                user=account.pw_name,
+                port=self.port,
+                cores=os.cpu_count() or 1,
+            )
+        )
+        if os.geteuid() == 0:
+            for path in [self.root / "home", self.root / "mail", *(self.root / "mail").rglob("*")]:
+                os.chown(path, account.pw_uid, account.pw_gid)
+        self.process = subprocess.Popen(["dovecot", "-F", "-c", str(config)])
+        time.sleep(0.5)
+
+    def stop(self) -> None:
+        """Stop Dovecot and its children."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=30)
