@@ -33,4 +33,5 @@ scripts/bootstrap.sh --dev
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
+.venv/bin/lint-imports
 exec .venv/bin/python -bb -m pytest "$@"
