@@ -17,7 +17,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from popgate._setup import run_setup
-from popgate.directory import Directory, DirectoryError, PopSettings, Role, format_setting
+from popgate.directory import Directory, DirectoryError, Mailbox, PopSettings, Role, format_setting
 from popgate.home import Home, HomeNotSetUpError
 from popgate.net import TlsConfigError
 from popgate.services import BACKEND, find_service
@@ -61,6 +61,13 @@ async def _with_directory(home: Home, action: Callable[[Directory], Awaitable[T]
         return await action(directory)
     finally:
         await directory.close()
+
+
+async def _require_mailbox(directory: Directory, name: str) -> Mailbox:
+    mailbox = await directory.get_mailbox(name)
+    if mailbox is None:
+        raise CommandError(f"there is no mailbox {name!r}; see 'popgate mailbox list'")
+    return mailbox
 
 
 def _read_new_password(from_stdin: bool) -> str:
@@ -153,9 +160,7 @@ def cmd_mailbox_show(args: argparse.Namespace) -> int:
     home = Home.locate()
 
     async def show(directory: Directory) -> None:
-        mailbox = await directory.get_mailbox(args.name)
-        if mailbox is None:
-            raise CommandError(f"there is no mailbox {args.name!r}; see 'popgate mailbox list'")
+        mailbox = await _require_mailbox(directory, args.name)
         store = MaildirStore(home.mail_root)
         await store.create_mailbox(mailbox.guid)
         count, size = await store.stats(mailbox.guid)
@@ -181,9 +186,7 @@ def cmd_mailbox_remove(args: argparse.Namespace) -> int:
     home = Home.locate()
 
     async def remove(directory: Directory) -> None:
-        mailbox = await directory.get_mailbox(args.name)
-        if mailbox is None:
-            raise CommandError(f"there is no mailbox {args.name!r}; see 'popgate mailbox list'")
+        mailbox = await _require_mailbox(directory, args.name)
         if mailbox.is_administrator:
             raise CommandError("the Administrator account cannot be removed")
         await directory.remove_mailbox(mailbox.name)
@@ -276,9 +279,7 @@ def cmd_mailbox_import(args: argparse.Namespace) -> int:
         raise CommandError("name what to import: --maildir DIR, --mbox FILE or FILE.eml ...")
 
     async def do_import(directory: Directory) -> int:
-        mailbox = await directory.get_mailbox(args.name)
-        if mailbox is None:
-            raise CommandError(f"there is no mailbox {args.name!r}; see 'popgate mailbox list'")
+        mailbox = await _require_mailbox(directory, args.name)
         store = MaildirStore(home.mail_root)
         await store.create_mailbox(mailbox.guid)
         imported = 0

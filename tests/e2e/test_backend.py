@@ -260,19 +260,34 @@ def test_mpop_scram_sha_256_pipelined_retr(alice: Installation, tmp_path: Path) 
     assert "Gr\u00fc\u00dfe".encode() in delivered
 
 
+class RawSession:
+    """A TLS connection to the backend that sends and reads raw lines (greeting consumed)."""
+
+    def __init__(self, port: int) -> None:
+        self._stack = contextlib.ExitStack()
+        raw = self._stack.enter_context(socket.create_connection(("127.0.0.1", port)))
+        self.tls = self._stack.enter_context(insecure_client_context().wrap_socket(raw))
+        self.reader = self._stack.enter_context(self.tls.makefile("rb"))
+        self.greeting = self.reader.readline()
+
+    def __enter__(self) -> RawSession:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stack.close()
+
+    def ask(self, line: bytes) -> bytes:
+        """Send ``line`` and return the next reply line."""
+        self.tls.sendall(line)
+        return self.reader.readline()
+
+
 def test_pipelined_commands_are_answered_in_order(alice: Installation) -> None:
-    with (
-        contextlib.ExitStack() as closing,
-        socket.create_connection(("127.0.0.1", alice.backend_port)) as raw,
-    ):
-        tls = insecure_client_context().wrap_socket(raw)
-        reader = tls.makefile("rb")
-        closing.callback(tls.close)
-        closing.callback(reader.close)
-        assert reader.readline().startswith(b"+OK")
+    with RawSession(alice.backend_port) as session:
+        assert session.greeting.startswith(b"+OK")
         commands = ["USER alice", f"PASS {PASSWORD}", "STAT", "LIST 1", "UIDL 9", "NOOP", "QUIT"]
-        tls.sendall("".join(command + "\r\n" for command in commands).encode())
-        replies = [reader.readline() for _ in range(7)]
+        session.tls.sendall("".join(command + "\r\n" for command in commands).encode())
+        replies = [session.reader.readline() for _ in range(7)]
         assert replies[0].startswith(b"+OK")
         assert replies[1] == b"+OK User successfully logged on.\r\n"
         assert replies[2].startswith(f"+OK {len(MESSAGES)} ".encode())
@@ -282,21 +297,8 @@ def test_pipelined_commands_are_answered_in_order(alice: Installation) -> None:
         assert replies[6].startswith(b"+OK Microsoft Exchange Server POP3 server signing off.")
 
 
-def _send_and_read(tls: ssl.SSLSocket, reader: object, line: bytes) -> bytes:
-    tls.sendall(line)
-    return reader.readline()  # type: ignore[attr-defined, no-any-return]
-
-
 def test_bad_input_gets_err_and_session_survives(alice: Installation) -> None:
-    with (
-        contextlib.ExitStack() as closing,
-        socket.create_connection(("127.0.0.1", alice.backend_port)) as raw,
-    ):
-        tls = insecure_client_context().wrap_socket(raw)
-        reader = tls.makefile("rb")
-        closing.callback(tls.close)
-        closing.callback(reader.close)
-        reader.readline()
+    with RawSession(alice.backend_port) as session:
         probes = [
             b"STAT\r\n",  # wrong state
             b"RETR 1\r\n",
@@ -310,35 +312,27 @@ def test_bad_input_gets_err_and_session_survives(alice: Installation) -> None:
             b"STLS\r\n",  # implicit TLS already: refused
         ]
         for probe in probes:
-            reply = _send_and_read(tls, reader, probe)
+            reply = session.ask(probe)
             assert reply.startswith(b"-ERR"), (probe[:20], reply)
             assert b"Traceback" not in reply
-        assert _send_and_read(tls, reader, b"USER alice\r\n").startswith(b"+OK")
-        assert _send_and_read(tls, reader, f"PASS {PASSWORD}\r\n".encode()).startswith(b"+OK")
+        assert session.ask(b"USER alice\r\n").startswith(b"+OK")
+        assert session.ask(f"PASS {PASSWORD}\r\n".encode()).startswith(b"+OK")
         in_transaction = [
             "RETR abc", "RETR 0", "RETR -1", "RETR 99999999999999999999", "TOP 1 -1", "LIST 1 2",
             "RETR 999", "USER bob", "AUTH PLAIN",
         ]  # fmt: skip
         for probe in (command.encode() + b"\r\n" for command in in_transaction):
-            reply = _send_and_read(tls, reader, probe)
+            reply = session.ask(probe)
             assert reply.startswith(b"-ERR"), (probe, reply)
-        assert _send_and_read(tls, reader, b"STAT\r\n").startswith(f"+OK {len(MESSAGES)} ".encode())
-        assert _send_and_read(tls, reader, b"QUIT\r\n").startswith(b"+OK")
+        assert session.ask(b"STAT\r\n").startswith(f"+OK {len(MESSAGES)} ".encode())
+        assert session.ask(b"QUIT\r\n").startswith(b"+OK")
 
 
 def test_a_thousand_unknown_commands_end_in_a_clean_close(alice: Installation) -> None:
-    with (
-        contextlib.ExitStack() as closing,
-        socket.create_connection(("127.0.0.1", alice.backend_port)) as raw,
-    ):
-        tls = insecure_client_context().wrap_socket(raw)
-        reader = tls.makefile("rb")
-        closing.callback(tls.close)
-        closing.callback(reader.close)
-        reader.readline()
-        tls.sendall(b"XYZZY\r\n" * 1000)
+    with RawSession(alice.backend_port) as session:
+        session.tls.sendall(b"XYZZY\r\n" * 1000)
         replies = []
-        while line := reader.readline():
+        while line := session.reader.readline():
             replies.append(line)
         assert replies, "the server closed without a word"
         assert all(reply.startswith(b"-ERR") for reply in replies)
