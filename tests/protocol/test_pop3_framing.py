@@ -345,6 +345,20 @@ def test_a9_final_crlf_bare_lf_nul_and_8bit(content: bytes, wire: bytes) -> None
     assert dot_stuff(to_crlf(content)) == wire
 
 
+def test_a9_crlf_form_content_is_sent_without_conversion() -> None:
+    server = server_in(State.TRANSACTION)
+    one_event(server, b"RETR 1\r\n")
+    body = MessageBody(status=Ok(), content=b"a\r\n.b\r\n", crlf_form=True)
+    assert server.send(body) == b"+OK\r\na\r\n..b\r\n.\r\n"
+
+
+def test_a9_a_stray_bare_lf_can_never_end_the_response_early() -> None:
+    # A caller that wrongly claims CRLF form garbles a line at worst: the lone "." is stuffed.
+    wire = dot_stuff(b"x\n.\r\ny\r\n")
+    assert b"\r\n.\r\n" not in wire[:-3]
+    assert wire == b"x\n..\r\ny\r\n.\r\n"
+
+
 # --- A10 --------------------------------------------------------------------------------------
 
 

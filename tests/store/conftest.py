@@ -16,11 +16,6 @@ import pytest
 from popgate.store import MaildirStore, MailStore
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    """Register the ``slow`` marker (``-m "not slow"`` skips the large-maildrop timing test)."""
-    config.addinivalue_line("markers", "slow: builds a large maildrop; takes a few seconds")
-
-
 @dataclass(frozen=True, slots=True)
 class StoreHarness:
     """How the contract tests drive one store implementation.

@@ -18,7 +18,6 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 import uuid
 from pathlib import Path
 
@@ -569,15 +568,12 @@ def test_size_equals_read_length_for_arbitrary_bytes(content: bytes, body_lines:
 LARGE_MAILDROP = 20_000
 
 
-@pytest.mark.slow
-def test_open_and_stats_of_a_large_indexed_maildrop_are_fast(
+def test_a_large_maildrop_is_listed_in_order_with_exact_totals(
     store: MaildirStore, guid: uuid.UUID, mailbox: Path
 ) -> None:
-    """20,000 messages: open() and stats() with an up-to-date index stay well under a second.
+    """20,000 messages in our delivery format: right count, totals and order.
 
-    Files are written directly under names in our delivery format (a real deliver() fsyncs
-    each one, which only slows the set-up). The first open indexes them; the timed calls
-    then find the index current. 100,000 messages measured about five times these numbers.
+    How fast this is lives in bench/store.py, not in a timed test.
     """
     new = mailbox / "new"
     content = b"Subject: tiny\n\nx\n"
@@ -585,17 +581,8 @@ def test_open_and_stats_of_a_large_indexed_maildrop_are_fast(
         name = f"{1700000000 + n // 1000}.M{n % 1000}P1Q{n}.mx,S={len(content)},W=20"
         (new / name).write_bytes(content)
     assert asyncio.run(store.stats(guid)) == (LARGE_MAILDROP, 20 * LARGE_MAILDROP)
-
-    started = time.perf_counter()
     messages = snapshot(store, guid)
-    opened = time.perf_counter() - started
-    started = time.perf_counter()
-    totals = asyncio.run(store.stats(guid))
-    counted = time.perf_counter() - started
-
     assert len(messages) == LARGE_MAILDROP
-    assert totals == (LARGE_MAILDROP, 20 * LARGE_MAILDROP)
+    assert asyncio.run(store.stats(guid)) == (LARGE_MAILDROP, 20 * LARGE_MAILDROP)
     assert messages[0].uid.startswith("1700000000.M0P1Q0.")
     assert messages[-1].uid.startswith(f"{1700000000 + (LARGE_MAILDROP - 1) // 1000}.")
-    assert opened < 2.0, f"open() took {opened:.2f}s"
-    assert counted < 2.0, f"stats() took {counted:.2f}s"

@@ -413,10 +413,16 @@ class MultiLine(Reply):
 
 @dataclass(frozen=True, slots=True)
 class MessageBody(Reply):
-    """``+OK`` and then a message (RETR, TOP); ``content`` is the message in CRLF form."""
+    """``+OK`` and then a message (RETR, TOP).
+
+    The engine sends ``content`` in CRLF form (bare LF becomes CRLF, a final CRLF is added).
+    A caller whose content is CRLF form already (the store guarantees it) says so with
+    ``crlf_form=True`` and saves the engine a pass over every megabyte.
+    """
 
     status: Ok
     content: bytes = field(repr=False)
+    crlf_form: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.status, Ok):

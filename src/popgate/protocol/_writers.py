@@ -60,10 +60,10 @@ def write_reply(reply: Reply) -> bytes:
                 out.append(CRLF)
             out.append(TERMINATOR)
             return b"".join(out)
-        case MessageBody(status=status, content=content):
-            # to_crlf is the identity on CRLF-form content; it guards against a caller that
-            # passes bare LFs, which dot_stuff would otherwise leave unstuffed.
-            return write_reply(status) + dot_stuff(to_crlf(content))
+        case MessageBody(status=status, content=content, crlf_form=crlf_form):
+            if not crlf_form:
+                content = to_crlf(content)
+            return dot_stuff(content, prefix=write_reply(status))
     raise TypeError(f"not a reply: {reply!r}")  # pragma: no cover - guarded by callers
 
 

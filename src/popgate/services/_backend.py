@@ -182,7 +182,9 @@ class BackendSession(SessionDriver):
                     content = await self._maildrop().read(info.uid)
                 except MessageGone:
                     return self._message_gone(number)
-                return MessageBody(status=Ok(f"{info.size} octets"), content=content)
+                return MessageBody(
+                    status=Ok(f"{info.size} octets"), content=content, crlf_form=True
+                )
             case Top(msg=number, lines=body_lines):
                 info = self._message(number)
                 if info is None:
@@ -191,7 +193,7 @@ class BackendSession(SessionDriver):
                     content = await self._maildrop().read_top(info.uid, body_lines)
                 except MessageGone:
                     return self._message_gone(number)
-                return MessageBody(status=Ok(), content=content)
+                return MessageBody(status=Ok(), content=content, crlf_form=True)
             case Dele(msg=number):
                 if self._message(number) is None:
                     return Err(NO_SUCH_MESSAGE)

@@ -535,7 +535,11 @@ class MaildirSession:
 
     def _read_blocking(self, entry: _Entry) -> bytes:
         with self._open_message(entry) as stream:
-            content = to_crlf(stream.read())
+            content = stream.read()
+        # to_crlf only ever adds octets, so a file as long as its CRLF size is in CRLF form
+        # already and need not be rewritten (it saves a copy per megabyte on the hot path).
+        if len(content) != entry.size:
+            content = to_crlf(content)
         if len(content) != entry.size:
             _log.warning(
                 "%s: %s changed on disk: %d octets, %d in the listing",
