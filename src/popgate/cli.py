@@ -20,8 +20,8 @@ from popgate._setup import run_setup
 from popgate.directory import Directory, DirectoryError, Mailbox, PopSettings, Role, format_setting
 from popgate.home import Home, HomeNotSetUpError
 from popgate.net import TlsConfigError
-from popgate.services import BACKEND, find_service
-from popgate.services._runner import ServiceStartError, run_backend
+from popgate.services import find_service
+from popgate.services._runner import ServiceStartError, run_service
 from popgate.store import MaildirStore, StoreError
 
 __all__ = ["main"]
@@ -319,14 +319,18 @@ def cmd_settings_show(args: argparse.Namespace) -> int:
 
 
 def cmd_settings_set(args: argparse.Namespace) -> int:
-    """Change one POP3 setting of this server; it applies when the services restart."""
+    """Change POP3 settings of this server; they apply when the services restart."""
     home = Home.locate()
+    if len(args.pairs) % 2:
+        raise CommandError("give settings as NAME VALUE pairs, e.g. LoginType SecureLogin")
+    changes = dict(zip(args.pairs[::2], args.pairs[1::2], strict=True))
 
     async def change(directory: Directory) -> None:
-        await directory.set_pop_settings(home.server_name, **{args.name: args.value})
+        await directory.set_pop_settings(home.server_name, **changes)
 
     _run(_with_directory(home, change))
-    console.print(f"{args.name} set; restart the POP3 services to apply it")
+    names = ", ".join(changes)
+    console.print(f"{names} set; restart the POP3 services to apply", highlight=False)
     return 0
 
 
@@ -338,16 +342,12 @@ def cmd_service_run(args: argparse.Namespace) -> int:
     service = find_service(args.name)
     if service is None:
         raise CommandError("The service name is invalid.")
-    if service is not BACKEND:
-        raise CommandError(
-            f"{service.name} cannot run on this version of popgate yet", RUNTIME_ERROR
-        )
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    _run(run_backend(Home.locate()))
+    _run(run_service(Home.locate(), service))
     return 0
 
 
@@ -410,8 +410,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     settings_show.set_defaults(handler=cmd_settings_show)
     settings_set = settings_commands.add_parser("set", help="change one setting")
-    settings_set.add_argument("name", help="Exchange parameter name, e.g. LoginType")
-    settings_set.add_argument("value")
+    settings_set.add_argument(
+        "pairs", nargs="+", metavar="NAME VALUE", help="e.g. LoginType PlainTextLogin"
+    )
     settings_set.set_defaults(handler=cmd_settings_set)
 
     service = commands.add_parser("service", help="run a service in the foreground")

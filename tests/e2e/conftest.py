@@ -92,9 +92,9 @@ class Installation:
             paths.append(str(path))
         self.popgate("mailbox", "import", name, *paths)
 
-    def set(self, name: str, value: str) -> None:
-        """Set-PopSettings for this server."""
-        self.popgate("settings", "set", name, value)
+    def set(self, name: str, value: str, *more: str) -> None:
+        """Set-PopSettings for this server: NAME VALUE [NAME VALUE ...]."""
+        self.popgate("settings", "set", name, value, *more)
 
     @property
     def layout(self) -> Home:
@@ -115,6 +115,26 @@ class Installation:
         return process
 
     backend_port: int = 0
+    plain_port: int = 0
+    ssl_port: int = 0
+
+    def start_frontend(self) -> subprocess.Popen[bytes]:
+        """Start MSExchangePOP3 and wait until it listens on its plain-text port."""
+        with (self.home / "frontend.log").open("ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "popgate.cli", "service", "run", "MSExchangePOP3"],
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
+        self.processes.append(process)
+        wait_for_port(self.plain_port, process, STARTUP_SECONDS)
+        return process
+
+    def frontend_log(self) -> str:
+        """What the front end wrote to stderr."""
+        path = self.home / "frontend.log"
+        return path.read_text(errors="replace") if path.exists() else ""
 
     def stop_all(self) -> None:
         """Stop every service this installation started."""
@@ -142,11 +162,16 @@ def installation(tmp_path: Path) -> Iterator[Installation]:
     env.pop("NOTIFY_SOCKET", None)
     inst = Installation(home=tmp_path / "popgate", env=env)
     inst.popgate("setup")
-    inst.backend_port = free_port()
-    inst.set("ProxyTargetPort", str(inst.backend_port))
-    inst.set("AllowDirectBackendLogin", "$true")
+    inst.backend_port, inst.plain_port, inst.ssl_port = free_port(), free_port(), free_port()
+    inst.set(
+        "ProxyTargetPort", str(inst.backend_port),
+        "AllowDirectBackendLogin", "$true",
+        "UnencryptedOrTLSBindings", f"127.0.0.1:{inst.plain_port}",
+        "SSLBindings", f"127.0.0.1:{inst.ssl_port}",
+    )  # fmt: skip
     try:
         yield inst
     finally:
         inst.stop_all()
         assert "Traceback" not in inst.backend_log(), inst.backend_log()
+        assert "Traceback" not in inst.frontend_log(), inst.frontend_log()

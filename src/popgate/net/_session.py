@@ -81,6 +81,8 @@ class SessionDriver:
         self.connection = connection
         self.timers = timers
         self.session_id = secrets.token_hex(8)
+        #: The context for STLS; None where STLS is not offered.
+        self.tls_context: ssl.SSLContext | None = None
         peer = writer.get_extra_info("peername")
         self.peer = _format_address(peer)
         self.log = logging.LoggerAdapter(logger, {"session": self.session_id})
@@ -140,8 +142,7 @@ class SessionDriver:
             elif isinstance(event, BadCommand):
                 await self._write(connection.send(event.reply))
             elif event is Signal.PAUSED:
-                # Only TLS_PENDING pauses without a pending command; drivers that offer STLS
-                # resolve it in handle(); reaching here is a bug in the subclass.
+                # Only TLS_PENDING pauses with no command in flight, and _upgrade resolves it.
                 raise RuntimeError(f"session paused in state {connection.state}")
             else:
                 reply = await self.handle(event)
@@ -149,6 +150,26 @@ class SessionDriver:
                 self.timers.command_answered(connection.state)
                 if connection.state is State.CLOSED:
                     return True
+                if connection.state is State.TLS_PENDING:
+                    await self._upgrade()
+                if await self.hand_off():
+                    return False
+
+    async def hand_off(self) -> bool:
+        """After each reply: take the connection over (a proxy relays it); True when done."""
+        return False
+
+    async def _upgrade(self) -> None:
+        """STLS was accepted: handshake, then forget everything from the plaintext phase."""
+        if self.tls_context is None:
+            raise RuntimeError("STLS accepted without a TLS context")
+        # Plaintext the peer sent after STLS may already sit in the stream's own buffer; it
+        # must be dropped, never read as if it came through TLS (CVE-2011-0411 class).
+        # StreamReader has no public way to do that, so clear its buffer directly.
+        stream_buffer: bytearray = vars(self.reader)["_buffer"]
+        stream_buffer.clear()
+        await self.writer.start_tls(self.tls_context, ssl_handshake_timeout=30)
+        self.connection.start_tls_done()
 
     async def _write(self, data: bytes) -> None:
         self.writer.write(data)
@@ -156,10 +177,15 @@ class SessionDriver:
 
     async def close(self) -> None:
         """Close the transport, sending TLS close_notify where TLS is up."""
+        writer = self.writer
         with contextlib.suppress(*CLOSE_ERRORS):
-            if self.writer.can_write_eof() and not self.writer.get_extra_info("sslcontext"):
-                self.writer.write_eof()
-            self.writer.close()
+            if (
+                not writer.transport.is_closing()
+                and writer.can_write_eof()
+                and not writer.get_extra_info("sslcontext")
+            ):
+                writer.write_eof()
+            writer.close()
             await asyncio.wait_for(self.writer.wait_closed(), 5)
 
 

@@ -10,18 +10,21 @@ import os
 import signal
 import ssl
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from popgate.directory import Directory, Role
+from popgate.directory import Directory, PopSettings, Server
 from popgate.home import Home
 from popgate.net import server_context
+from popgate.protocol import Err, ResponseCode, ServerConnection
 from popgate.services._backend import BackendConfig, BackendSession
-from popgate.services._catalog import BACKEND
+from popgate.services._catalog import BACKEND, ServiceInfo
+from popgate.services._frontend import ConnectionLimits, FrontendConfig, FrontendSession
 from popgate.services._notify import notify
 from popgate.store import MaildirStore
 
-__all__ = ["ServiceStartError", "run_backend"]
+__all__ = ["ServiceStartError", "parse_binding", "run_service"]
 
 logger = logging.getLogger("popgate.service")
 
@@ -64,58 +67,187 @@ def _listen_error(error: OSError, what: str, setting: str) -> ServiceStartError:
     return ServiceStartError(f"cannot listen on {what}: {reason}; change {setting} or free it")
 
 
-async def run_backend(home: Home, *, stop: asyncio.Event | None = None) -> None:
-    """Run MSExchangePOP3BE until SIGTERM/SIGINT (or ``stop``), then stop gracefully."""
+Connected = Callable[[asyncio.StreamReader, asyncio.StreamWriter], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """A service's open listeners and a one-line description of where it listens."""
+
+    listeners: list[asyncio.Server]
+    where: str
+
+
+async def run_service(
+    home: Home, service: ServiceInfo, *, stop: asyncio.Event | None = None
+) -> None:
+    """Run ``service`` until SIGTERM/SIGINT (or ``stop``), then stop gracefully."""
     directory = await Directory.connect(home.directory_url)
     try:
         server = await directory.get_server(home.server_name)
-        if server is None or Role.MAILBOX not in server.roles:
+        if server is None or service.role not in server.roles:
             raise ServiceStartError(
-                f"{BACKEND.name} needs the Mailbox role, and server {home.server_name} does not "
-                "have it; run 'popgate setup --roles ClientAccess,Mailbox'"
+                f"{service.name} needs the {service.role} role, and server {home.server_name} "
+                "does not have it; run 'popgate setup --roles ClientAccess,Mailbox'"
             )
+        # Settings are read at start, as in Exchange: configured becomes effective now.
         settings = await directory.apply_pop_settings(server.name)
         tls = server_context(home.certificate, home.private_key)
-        config = BackendConfig(
-            directory=directory,
-            store=MaildirStore(home.mail_root),
-            server=server,
-            settings=settings,
-        )
         tracker = SessionTracker()
-
-        def accept(
-            tls_active: bool,
-        ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], None]:
-            def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-                tracker.start(BackendSession(reader, writer, config, tls_active=tls_active).run())
-
-            return connected
-
-        listeners = await _listen(home, settings.proxy_target_port, tls, accept)
+        if service is BACKEND:
+            started = await _start_backend(home, directory, server, settings, tls, tracker)
+        else:
+            started = await _start_frontend(home, directory, server, settings, tls, tracker)
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        logger.info(
-            "%s is running: TLS on port %d, Unix socket %s",
-            BACKEND.name,
-            settings.proxy_target_port,
-            home.backend_socket,
-        )
+        logger.info("%s is running: %s", service.name, started.where)
         notify("READY=1")
         await stop.wait()
         notify("STOPPING=1")
-        logger.info("%s is stopping", BACKEND.name)
-        for listener in listeners:
+        logger.info("%s is stopping", service.name)
+        for listener in started.listeners:
             listener.close()
         cancelled = await tracker.drain(settings.graceful_stop_timeout.total_seconds())
         if cancelled:
             logger.info("closed %d sessions without UPDATE at stop", cancelled)
-        with contextlib.suppress(FileNotFoundError):
-            home.backend_socket.unlink()
+        if service is BACKEND:
+            with contextlib.suppress(FileNotFoundError):
+                home.backend_socket.unlink()
     finally:
         await directory.close()
+
+
+async def _start_backend(
+    home: Home,
+    directory: Directory,
+    server: Server,
+    settings: PopSettings,
+    tls: ssl.SSLContext,
+    tracker: SessionTracker,
+) -> Started:
+    config = BackendConfig(
+        directory=directory, store=MaildirStore(home.mail_root), server=server, settings=settings
+    )
+
+    def accept(tls_active: bool) -> Connected:
+        def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            tracker.start(BackendSession(reader, writer, config, tls_active=tls_active).run())
+
+        return connected
+
+    listeners = await _listen(home, settings.proxy_target_port, tls, accept)
+    where = f"TLS on port {settings.proxy_target_port}, Unix socket {home.backend_socket}"
+    return Started(listeners, where)
+
+
+async def _start_frontend(
+    home: Home,
+    directory: Directory,
+    server: Server,
+    settings: PopSettings,
+    tls: ssl.SSLContext,
+    tracker: SessionTracker,
+) -> Started:
+    # Exchange's front end trusts the Mailbox server's self-signed certificate: the hop is
+    # encrypted, and the backend authenticates the front end by its proxy secret.
+    backend_tls = ssl.create_default_context()
+    backend_tls.check_hostname = False
+    backend_tls.verify_mode = ssl.CERT_NONE
+    try:
+        secret = home.proxy_secret_file.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise ServiceStartError(
+            f"the proxy secret {home.proxy_secret_file} is missing; run 'popgate setup'"
+        ) from None
+    config = FrontendConfig(
+        directory=directory,
+        server=server,
+        settings=settings,
+        home=home,
+        tls=tls,
+        backend_tls=backend_tls,
+        proxy_secret=secret,
+        limits=ConnectionLimits(
+            max_connections=settings.max_connections,
+            max_per_address=settings.max_connection_from_single_ip,
+            max_per_user=settings.max_connections_per_user,
+        ),
+    )
+
+    def accept(implicit_tls: bool) -> Connected:
+        def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            peer = writer.get_extra_info("peername")
+            address = str(peer[0]) if isinstance(peer, tuple) else "local"
+            refused = config.limits.admit(address)
+            if refused is not None:
+                tracker.start(_refuse(writer, address, refused))
+                return
+            session = FrontendSession(reader, writer, config, implicit_tls=implicit_tls)
+            tracker.start(_counted(session.run(), config.limits, address))
+
+        return connected
+
+    wanted = [(binding, "UnencryptedOrTLSBindings", False) for binding in
+              settings.unencrypted_or_tls_bindings]  # fmt: skip
+    wanted += [(binding, "SSLBindings", True) for binding in settings.ssl_bindings]
+    listeners: list[asyncio.Server] = []
+    try:
+        for binding, setting, implicit_tls in wanted:
+            context = tls if implicit_tls else None
+            server_socket = await _bind(binding, setting, accept(implicit_tls), ssl_context=context)
+            listeners.append(server_socket)
+    except ServiceStartError:
+        for listener in listeners:
+            listener.close()
+        raise
+    plain = ", ".join(settings.unencrypted_or_tls_bindings)
+    implicit = ", ".join(settings.ssl_bindings)
+    return Started(listeners, f"plain text and STLS on {plain}; implicit TLS on {implicit}")
+
+
+async def _counted(
+    session: Coroutine[Any, Any, None], limits: ConnectionLimits, address: str
+) -> None:
+    try:
+        await session
+    finally:
+        limits.release(address)
+
+
+async def _refuse(writer: asyncio.StreamWriter, address: str, limit: str) -> None:
+    logger.warning("connection from %s refused: %s reached", address, limit)
+    reply = Err(f"Too many connections ({limit}); try again later.", ResponseCode.SYS_TEMP)
+    with contextlib.suppress(ConnectionError, OSError, ssl.SSLError):
+        writer.write(ServerConnection.encode_reply(reply))
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+
+def parse_binding(binding: str) -> tuple[str, int]:
+    """``0.0.0.0:110`` or ``[::]:110`` as (host, port)."""
+    host, _, port = binding.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+async def _bind(
+    binding: str, setting: str, connected: Connected, *, ssl_context: ssl.SSLContext | None
+) -> asyncio.Server:
+    host, port = parse_binding(binding)
+    try:
+        return await asyncio.start_server(
+            connected,
+            host=host,
+            port=port,
+            ssl=ssl_context,
+            ssl_handshake_timeout=30 if ssl_context else None,
+            backlog=1024,
+            reuse_address=True,
+        )
+    except OSError as error:
+        raise _listen_error(error, binding, setting) from None
 
 
 def _prepare_socket_path(path: Path) -> Path:

@@ -1,0 +1,481 @@
+"""MSExchangePOP3, the Microsoft Exchange POP3 service (Client Access role).
+
+Clients connect on UnencryptedOrTLSBindings (110, plain text with STLS) and SSLBindings (995,
+implicit TLS). The front end authenticates the client against the directory, finds the
+Mailbox server that holds the mailbox, opens a session to that server's POP3 Backend service
+as a trusted front end (the Unix socket when it is this computer, TLS on ProxyTargetPort
+otherwise), and from then on relays bytes both ways without parsing them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from popgate.directory import Directory, LoginType, Mailbox, PopSettings, Server
+from popgate.home import Home
+from popgate.net import SessionDriver, SessionTimers
+from popgate.protocol import (
+    Auth,
+    Capa,
+    Challenge,
+    ClientConnection,
+    Command,
+    ConnectionClosed,
+    Err,
+    LoginServer,
+    MultiLine,
+    NeedScramCredentials,
+    Noop,
+    Ok,
+    Pass,
+    PlainServer,
+    Quit,
+    Reply,
+    ResponseCode,
+    SaslCancel,
+    SaslChallenge,
+    SaslFailure,
+    SaslResponse,
+    SaslServer,
+    SaslStep,
+    SaslSuccess,
+    ScramSha256Server,
+    ServerConnection,
+    Signal,
+    Stls,
+    User,
+    Utf8,
+    VerifyPassword,
+    Xclient,
+    capabilities,
+    plain_initial_response,
+)
+from popgate.services._backend import FRONTEND_PRINCIPAL_PREFIX, LOGON_FAILURE, SIGN_OFF
+
+__all__ = ["ConnectionLimits", "FrontendConfig", "FrontendSession"]
+
+logger = logging.getLogger("popgate.frontend")
+
+#: Seconds to reach a backend and finish its greeting and AUTH.
+BACKEND_TIMEOUT = 15.0
+#: Bytes moved per read while relaying.
+RELAY_CHUNK = 65536
+#: Codes a backend may answer AUTH with that the client must see unchanged (RFC 2449/3206).
+RELAYED_CODES = frozenset({ResponseCode.IN_USE, ResponseCode.LOGIN_DELAY})
+BACKEND_UNAVAILABLE = Err(
+    "The mailbox server is not available right now; try again later.", ResponseCode.SYS_TEMP
+)
+
+
+@dataclass
+class ConnectionLimits:
+    """MaxConnections, MaxConnectionFromSingleIP and MaxConnectionsPerUser, counted live."""
+
+    max_connections: int
+    max_per_address: int
+    max_per_user: int
+    total: int = 0
+    per_address: Counter[str] = field(default_factory=Counter)
+    per_user: Counter[str] = field(default_factory=Counter)
+
+    def admit(self, address: str) -> str | None:
+        """Count a new connection; the reason it is refused (and not counted), or None."""
+        if self.total >= self.max_connections:
+            return "MaxConnections"
+        if self.per_address[address] >= self.max_per_address:
+            return "MaxConnectionFromSingleIP"
+        self.total += 1
+        self.per_address[address] += 1
+        return None
+
+    def release(self, address: str) -> None:
+        """A connection admitted by :meth:`admit` has ended."""
+        self.total -= 1
+        self.per_address[address] -= 1
+        if self.per_address[address] <= 0:
+            del self.per_address[address]
+
+    def admit_user(self, user: str) -> bool:
+        """Count a logged-on session of ``user``; False when the user is at the limit."""
+        if self.per_user[user] >= self.max_per_user:
+            return False
+        self.per_user[user] += 1
+        return True
+
+    def release_user(self, user: str) -> None:
+        """A session counted by :meth:`admit_user` has ended."""
+        self.per_user[user] -= 1
+        if self.per_user[user] <= 0:
+            del self.per_user[user]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FrontendConfig:
+    """What every front-end session shares."""
+
+    directory: Directory
+    server: Server
+    settings: PopSettings
+    home: Home
+    tls: ssl.SSLContext
+    backend_tls: ssl.SSLContext
+    proxy_secret: str
+    limits: ConnectionLimits
+
+
+class FrontendSession(SessionDriver):
+    """One client session on MSExchangePOP3, up to the hand-off to the backend."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        config: FrontendConfig,
+        *,
+        implicit_tls: bool,
+    ) -> None:
+        settings = config.settings
+        super().__init__(
+            reader,
+            writer,
+            ServerConnection(max_command_size=settings.max_command_size, tls_active=implicit_tls),
+            SessionTimers(
+                pre_authenticated=settings.pre_authenticated_connection_timeout.total_seconds(),
+                authenticated=settings.authenticated_connection_timeout.total_seconds(),
+            ),
+        )
+        self.config = config
+        if not implicit_tls:
+            self.tls_context = config.tls
+        self.pending_user: str | None = None
+        self.mechanism: SaslServer | None = None
+        self.scram_mailbox: Mailbox | None = None
+        self.user_counted: str | None = None
+        self.backend: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    def greeting(self) -> Ok:
+        """The banner from the effective settings."""
+        return Ok(self.config.settings.banner)
+
+    # -- LoginType -----------------------------------------------------------------------
+
+    @property
+    def _cleartext_allowed(self) -> bool:
+        """USER/PASS, PLAIN and LOGIN: under TLS, or anywhere with PlainTextLogin."""
+        return (
+            self.connection.tls_active
+            or self.config.settings.login_type is LoginType.PLAIN_TEXT_LOGIN
+        )
+
+    @property
+    def _any_login_allowed(self) -> bool:
+        """SecureLogin requires TLS before any authentication, SCRAM included."""
+        return (
+            self.connection.tls_active
+            or self.config.settings.login_type is not LoginType.SECURE_LOGIN
+        )
+
+    def _mechanisms(self) -> list[str]:
+        mechanisms = []
+        if self._cleartext_allowed:
+            mechanisms += ["PLAIN", "LOGIN"]
+        if self._any_login_allowed:
+            mechanisms.append("SCRAM-SHA-256")
+        return mechanisms
+
+    def _tls_required(self) -> Err:
+        return Err("Clear-text logins are disabled on this connection; send STLS first.")
+
+    # -- commands ------------------------------------------------------------------------
+
+    async def handle(self, command: Command) -> Reply:
+        """Answer a command of the AUTHORIZATION phase (the backend answers the rest)."""
+        match command:
+            case Capa():
+                lines = capabilities(
+                    stls=not self.connection.tls_active,
+                    user=self._cleartext_allowed,
+                    sasl=self._mechanisms(),
+                    implementation="popgate MSExchangePOP3",
+                )
+                return MultiLine(status=Ok("Capability list follows"), lines=lines)
+            case Stls():
+                if self.connection.tls_active:
+                    return Err("Command is not valid in this state.")
+                return Ok("Begin TLS negotiation.")
+            case Utf8():
+                return Ok("UTF8 enabled")
+            case Noop():
+                return Ok()
+            case Quit():
+                return Ok(SIGN_OFF)
+            case Xclient():
+                # Only front ends may say who the client is, and clients are not front ends.
+                return Err("Command is not valid in this state.")
+            case User(name=name):
+                if not self._cleartext_allowed:
+                    return self._tls_required()
+                self.pending_user = name
+                return Ok()
+            case Pass(password=password):
+                user, self.pending_user = self.pending_user or "", None
+                return await self._verify_password(user, "", password)
+            case Auth(mechanism=name, initial_response=initial):
+                return await self._start_sasl(name, initial)
+            case SaslResponse(data=data):
+                assert self.mechanism is not None
+                return await self._sasl_step(self.mechanism.step(data))
+            case SaslCancel():
+                self.mechanism = None
+                return Err("Authentication cancelled.")
+        return Err("Command is not valid in this state.")
+
+    async def _start_sasl(self, name: str, initial: bytes | None) -> Reply:
+        if name not in self._mechanisms():
+            if not self._any_login_allowed or name in ("PLAIN", "LOGIN"):
+                return self._tls_required()
+            return Err(f"Unsupported authentication mechanism {name[:40]}.")
+        mechanism: SaslServer
+        if name == "PLAIN":
+            mechanism = PlainServer()
+        elif name == "LOGIN":
+            mechanism = LoginServer()
+        else:
+            mechanism = ScramSha256Server()
+        self.mechanism = mechanism
+        return await self._sasl_step(mechanism.step(initial))
+
+    async def _sasl_step(self, step: SaslStep) -> Reply:
+        match step:
+            case SaslChallenge(data=data):
+                return Challenge(data)
+            case VerifyPassword(authzid=authzid, authcid=authcid, password=password):
+                self.mechanism = None
+                return await self._verify_password(authcid, authzid, password)
+            case NeedScramCredentials(authcid=authcid):
+                assert self.mechanism is not None
+                found = await self.config.directory.scram_credentials(authcid)
+                self.scram_mailbox = found[0] if found else None
+                credentials = found[1] if found else None
+                return await self._sasl_step(self.mechanism.provide_credentials(credentials))
+            case SaslSuccess(authzid=authzid):
+                self.mechanism = None
+                mailbox, self.scram_mailbox = self.scram_mailbox, None
+                if mailbox is None or not _may_act_as(mailbox, authzid):
+                    return self._logon_failure(mailbox.name if mailbox else "?", "authzid")
+                return await self._log_on(mailbox)
+            case SaslFailure(reason=reason):
+                self.mechanism = None
+                return self._logon_failure("?", reason)
+        raise AssertionError(f"unexpected SASL step {step!r}")
+
+    async def _verify_password(self, authcid: str, authzid: str, password: str) -> Reply:
+        mailbox = await self.config.directory.verify_password(authcid, password)
+        if mailbox is None:
+            return self._logon_failure(authcid, "bad credentials")
+        if not _may_act_as(mailbox, authzid):
+            return self._logon_failure(authcid, f"may not act as {authzid!r}")
+        return await self._log_on(mailbox)
+
+    def _logon_failure(self, user: str, reason: str) -> Err:
+        # One line a fail2ban filter can match (contrib/fail2ban); user names are escaped.
+        self.log.warning(
+            "authentication failure: rhost=%s user=%r session=%s reason=%s",
+            self.peer.rsplit(":", 1)[0].strip("[]"),
+            user[:64],
+            self.session_id,
+            reason,
+        )
+        return Err(LOGON_FAILURE, ResponseCode.AUTH)
+
+    async def _log_on(self, mailbox: Mailbox) -> Reply:
+        if mailbox.is_administrator:
+            return self._logon_failure(mailbox.name, "the Administrator account cannot use POP3")
+        if not mailbox.pop_enabled:
+            return Err(
+                "POP3 access is disabled for this mailbox; ask an administrator to enable it.",
+                ResponseCode.SYS_PERM,
+            )
+        limits = self.config.limits
+        if not limits.admit_user(mailbox.name):
+            self.log.info(
+                "session %s: %s refused, Msg=UserConnectionLimitReached",
+                self.session_id,
+                mailbox.name,
+            )
+            return Err(
+                "Too many sessions for this user; close another one first.",
+                ResponseCode.SYS_TEMP,
+            )
+        self.user_counted = mailbox.name
+        reply = await self._open_backend(mailbox)
+        if not isinstance(reply, Ok):
+            limits.release_user(mailbox.name)
+            self.user_counted = None
+        return reply
+
+    async def _open_backend(self, mailbox: Mailbox) -> Reply:
+        try:
+            reader, writer = await asyncio.wait_for(self._connect_backend(mailbox), BACKEND_TIMEOUT)
+        except (OSError, TimeoutError, ssl.SSLError) as error:
+            self.log.warning(
+                "session %s: backend for %s unreachable: %r", self.session_id, mailbox.name, error
+            )
+            return BACKEND_UNAVAILABLE
+        try:
+            reply = await asyncio.wait_for(
+                self._backend_login(reader, writer, mailbox), BACKEND_TIMEOUT
+            )
+        except (OSError, TimeoutError, ssl.SSLError, BackendProtocolError) as error:
+            self.log.warning("session %s: backend login failed: %r", self.session_id, error)
+            reply = BACKEND_UNAVAILABLE
+        if isinstance(reply, Ok):
+            self.backend = (reader, writer)
+            self.log.info(
+                "session %s: %s logged on from %s", self.session_id, mailbox.name, self.peer
+            )
+            return Ok("User successfully logged on.")
+        writer.close()
+        return reply
+
+    async def _connect_backend(
+        self, mailbox: Mailbox
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        config = self.config
+        target = mailbox.server or config.server.name
+        if target == config.server.name:
+            return await asyncio.open_unix_connection(
+                str(config.home.backend_socket), limit=RELAY_CHUNK * 4
+            )
+        server = await config.directory.get_server(target)
+        if server is None:
+            raise OSError(f"mailbox server {target!r} is not in the directory")
+        settings = await config.directory.get_pop_settings(target, effective=True)
+        return await asyncio.open_connection(
+            server.proxy_host,
+            settings.proxy_target_port,
+            ssl=config.backend_tls,
+            server_hostname=server.proxy_host,
+            limit=RELAY_CHUNK * 4,
+        )
+
+    async def _backend_login(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, mailbox: Mailbox
+    ) -> Reply:
+        client = ClientConnection()
+
+        async def reply() -> Reply:
+            while True:
+                event = client.next_event()
+                if event is Signal.NEED_DATA:
+                    client.receive_data(await reader.read(RELAY_CHUNK))
+                elif isinstance(event, ConnectionClosed) or event is Signal.PAUSED:
+                    raise BackendProtocolError(f"backend ended the session ({event!r})")
+                else:
+                    return event
+
+        if not isinstance(await reply(), Ok):
+            raise BackendProtocolError("backend greeting was not +OK")
+        host, _, port = self.peer.rpartition(":")
+        attributes = {"ADDR": host.strip("[]") or "unknown", "SESSION": self.session_id}
+        if port.isdigit():
+            attributes["PORT"] = port
+        writer.write(client.send(Xclient(attributes=attributes)))
+        if not isinstance(await reply(), Ok):
+            raise BackendProtocolError("backend refused XCLIENT")
+        identity = FRONTEND_PRINCIPAL_PREFIX + self.config.server.name
+        token = plain_initial_response(mailbox.name, identity, self.config.proxy_secret)
+        writer.write(client.send(Auth(mechanism="PLAIN", initial_response=token)))
+        answer = await reply()
+        if isinstance(answer, Ok):
+            return answer
+        if isinstance(answer, Err) and answer.code in RELAYED_CODES:
+            return answer
+        raise BackendProtocolError(f"backend refused the proxied login: {answer!r}")
+
+    # -- relaying ------------------------------------------------------------------------
+
+    async def hand_off(self) -> bool:
+        """Once logged on, relay the rest of the session to the backend byte for byte."""
+        if self.backend is None:
+            return False
+        backend_reader, backend_writer = self.backend
+        pending, eof = self.connection.trailing_data
+        if pending:
+            # Commands the client pipelined behind its login go to the backend first.
+            backend_writer.write(pending)
+        if eof:
+            return True
+        idle = self.config.settings.authenticated_connection_timeout.total_seconds()
+        last_activity = [time.monotonic()]
+
+        async def pump(
+            source: asyncio.StreamReader, sink: asyncio.StreamWriter, *, watch_idle: bool
+        ) -> None:
+            while True:
+                if watch_idle:
+                    remaining = last_activity[0] + idle - time.monotonic()
+                    try:
+                        data = await asyncio.wait_for(source.read(RELAY_CHUNK), max(remaining, 0))
+                    except TimeoutError:
+                        if time.monotonic() - last_activity[0] < idle:
+                            continue
+                        self.log.info("session %s timed out while relaying", self.session_id)
+                        return
+                else:
+                    data = await source.read(RELAY_CHUNK)
+                if not data:
+                    return
+                last_activity[0] = time.monotonic()
+                sink.write(data)
+                await sink.drain()
+
+        upstream = asyncio.ensure_future(pump(self.reader, backend_writer, watch_idle=True))
+        downstream = asyncio.ensure_future(pump(backend_reader, self.writer, watch_idle=False))
+        try:
+            await asyncio.wait({upstream, downstream}, return_when=asyncio.FIRST_COMPLETED)
+            if downstream.done():
+                # The backend closed after QUIT's reply: let the client read it all.
+                upstream.cancel()
+            else:
+                downstream.cancel()
+        finally:
+            for task in (upstream, downstream):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, *RELAY_ERRORS):
+                    await task
+        return True
+
+    async def finish(self, *, quit_received: bool) -> None:
+        """Close the backend session (no QUIT means no UPDATE there) and release counters."""
+        del quit_received
+        if self.backend is not None:
+            _, backend_writer = self.backend
+            self.backend = None
+            with contextlib.suppress(*RELAY_ERRORS):
+                backend_writer.close()
+                await asyncio.wait_for(backend_writer.wait_closed(), 5)
+        if self.user_counted is not None:
+            self.config.limits.release_user(self.user_counted)
+            self.user_counted = None
+
+
+RELAY_ERRORS = (ConnectionError, OSError, ssl.SSLError, TimeoutError)
+
+
+class BackendProtocolError(Exception):
+    """The backend answered something a front end cannot work with."""
+
+
+def _may_act_as(mailbox: Mailbox, authzid: str) -> bool:
+    """RFC 4616: an authorization identity other than the user's own is refused."""
+    return not authzid or authzid.casefold() in (
+        mailbox.name.casefold(),
+        mailbox.address.casefold(),
+    )

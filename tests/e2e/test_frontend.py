@@ -1,0 +1,330 @@
+"""MSExchangePOP3, the front end, driven by real clients through to a real backend."""
+
+from __future__ import annotations
+
+import base64
+import poplib
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from popgate.protocol import ScramSha256Client, to_crlf
+from tests.e2e.conftest import Installation, insecure_client_context
+from tests.e2e.test_backend import MESSAGES, PASSWORD, command, refusal
+
+
+@pytest.fixture
+def both(installation: Installation, tmp_path: Path) -> Installation:
+    """Mailbox alice with the MESSAGES corpus, and both POP3 services running."""
+    installation.add_mailbox("alice", PASSWORD)
+    installation.import_messages("alice", MESSAGES, tmp_path / "eml")
+    installation.start_backend()
+    installation.start_frontend()
+    return installation
+
+
+def stls_session(installation: Installation) -> poplib.POP3:
+    """poplib on the plain-text port, upgraded with STLS."""
+    client = poplib.POP3("127.0.0.1", installation.plain_port, timeout=30)
+    client.stls(context=insecure_client_context())
+    return client
+
+
+def ssl_session(installation: Installation) -> poplib.POP3_SSL:
+    """poplib on the implicit-TLS port."""
+    return poplib.POP3_SSL(
+        "127.0.0.1", installation.ssl_port, context=insecure_client_context(), timeout=30
+    )
+
+
+def login(client: poplib.POP3, user: str = "alice") -> poplib.POP3:
+    """USER/PASS and return the client."""
+    client.user(user)
+    client.pass_(PASSWORD)
+    return client
+
+
+def mailbox_view(client: poplib.POP3) -> tuple[list[bytes], list[bytes], list[bytes]]:
+    """LIST, UIDL and every message (CRLF form) of a logged-in session."""
+    listing = client.list()[1]
+    uids = client.uidl()[1]
+    bodies = [
+        b"".join(line + b"\r\n" for line in client.retr(n)[1]) for n in range(1, len(listing) + 1)
+    ]
+    return listing, uids, bodies
+
+
+def test_poplib_stls_on_110_and_ssl_on_995_see_the_same_mailbox(both: Installation) -> None:
+    plain = login(stls_session(both))
+    assert plain.getwelcome() == b"+OK The Microsoft Exchange POP3 service is ready."
+    seen_plain = mailbox_view(plain)
+    assert plain.quit() == b"+OK Microsoft Exchange Server POP3 server signing off."
+    implicit = login(ssl_session(both))
+    seen_implicit = mailbox_view(implicit)
+    implicit.quit()
+    assert seen_plain == seen_implicit
+    listing, uids, bodies = seen_plain
+    assert bodies == [to_crlf(message) for message in MESSAGES]
+    assert [int(line.split()[1]) for line in listing] == [len(body) for body in bodies]
+    assert len({line.split()[1] for line in uids}) == len(MESSAGES)
+
+
+def test_curl_stls_and_implicit_tls_with_sasl_ir(both: Installation) -> None:
+    listing = subprocess.run(
+        ["curl", "-sS", "-k", "--ssl-reqd", "-u", f"alice:{PASSWORD}",
+         f"pop3://127.0.0.1:{both.plain_port}/"],
+        capture_output=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    assert listing.splitlines()[0] == f"1 {len(to_crlf(MESSAGES[0]))}".encode()
+    message = subprocess.run(
+        ["curl", "-sS", "-k", "--sasl-ir", "--login-options", "AUTH=PLAIN", "-u",
+         f"alice:{PASSWORD}", f"pop3s://127.0.0.1:{both.ssl_port}/2"],
+        capture_output=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    assert message == to_crlf(MESSAGES[1])
+
+
+def test_fetchmail_stls_uidl_keep_then_nothing_new(both: Installation, tmp_path: Path) -> None:
+    out = tmp_path / "fetched"
+    rc = tmp_path / "fetchmailrc"
+    rc.write_text(
+        f"poll 127.0.0.1 service {both.plain_port} protocol POP3 uidl\n"
+        f'  user alice password "{PASSWORD}" is root here\n'
+        "  sslproto tls1.2+ no sslcertck keep\n"
+        f"  mda \"/bin/sh -c 'cat >> {out}'\"\n"
+    )
+    rc.chmod(0o600)
+    run = [
+        "fetchmail", "-f", str(rc), "-v", "--nodetach", "--idfile", str(tmp_path / "ids"),
+        "--pidfile", str(tmp_path / "pid"),
+    ]  # fmt: skip
+    first = subprocess.run(run, capture_output=True, text=True, timeout=120, check=False)
+    assert first.returncode == 0, first.stdout + first.stderr
+    transcript = first.stdout + first.stderr
+    assert "POP3> STLS" in transcript
+    assert "POP3> UIDL" in transcript
+    fetched = out.read_bytes()
+    assert fetched.count(b"Subject: ") >= len(MESSAGES)
+    assert "Gr\u00fc\u00dfe".encode() in fetched
+    second = subprocess.run(run, capture_output=True, text=True, timeout=120, check=False)
+    assert second.returncode == 1, second.stdout + second.stderr  # 1: no new mail
+    assert out.read_bytes() == fetched
+
+
+def test_mpop_scram_sha_256_over_stls_with_pipelined_retr(
+    both: Installation, tmp_path: Path
+) -> None:
+    rc = tmp_path / "mpoprc"
+    rc.write_text("defaults\n")
+    rc.chmod(0o600)
+    mbox = tmp_path / "out.mbox"
+    mbox.touch()
+    result = subprocess.run(
+        [
+            "mpop", "-C", str(rc), "-d", "--host=127.0.0.1", f"--port={both.plain_port}",
+            "--tls=on", "--tls-starttls=on", "--tls-certcheck=off", "--auth=scram-sha-256",
+            "--user=alice", f"--passwordeval=echo '{PASSWORD}'", "--keep=on", "--only-new=off",
+            f"--delivery=mbox,{mbox}", f"--uidls-file={tmp_path / 'uidls'}",
+        ],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "STLS" in result.stdout
+    assert "AUTH SCRAM-SHA-256" in result.stdout
+    delivered = mbox.read_bytes()
+    assert delivered.count(b"\nFrom ") + delivered.startswith(b"From ") == len(MESSAGES)
+
+
+def test_openssl_s_client_starttls_pop3(both: Installation) -> None:
+    result = subprocess.run(
+        ["openssl", "s_client", "-connect", f"127.0.0.1:{both.plain_port}", "-starttls", "pop3",
+         "-crlf", "-quiet"],
+        input=f"USER alice\nPASS {PASSWORD}\nSTAT\nQUIT\n", capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    lines = [line for line in result.stdout.splitlines() if line.startswith(("+OK", "-ERR"))]
+    total = sum(len(to_crlf(message)) for message in MESSAGES)
+    assert f"+OK {len(MESSAGES)} {total}" in lines, result.stdout + result.stderr
+    assert lines[-1] == "+OK Microsoft Exchange Server POP3 server signing off."
+
+
+def test_secure_login_is_the_default(both: Installation) -> None:
+    client = poplib.POP3("127.0.0.1", both.plain_port, timeout=30)
+    before = client.capa()
+    assert "STLS" in before
+    assert "USER" not in before
+    assert "SASL" not in before
+    assert refusal(lambda: client.user("alice")).startswith("-ERR")
+    token = base64.b64encode(b"\0alice\0" + PASSWORD.encode()).decode()
+    assert refusal(lambda: command(client, f"AUTH PLAIN {token}")).startswith("-ERR")
+    client.stls(context=insecure_client_context())
+    after = client.capa()
+    assert "STLS" not in after
+    assert "USER" in after
+    assert after["SASL"] == ["PLAIN", "LOGIN", "SCRAM-SHA-256"]
+    login(client).quit()
+    implicit = ssl_session(both)
+    assert "STLS" not in implicit.capa()
+    implicit.quit()
+
+
+def test_plain_text_authentication_allows_scram_but_not_passwords_before_tls(
+    installation: Installation, tmp_path: Path
+) -> None:
+    installation.add_mailbox("alice", PASSWORD)
+    installation.set("LoginType", "PlainTextAuthentication")
+    installation.start_backend()
+    installation.start_frontend()
+    client = poplib.POP3("127.0.0.1", installation.plain_port, timeout=30)
+    capabilities = client.capa()
+    assert "USER" not in capabilities
+    assert capabilities["SASL"] == ["SCRAM-SHA-256"]
+    assert refusal(lambda: client.user("alice")).startswith("-ERR")
+    scram = ScramSha256Client("alice", PASSWORD)
+    first = base64.b64encode(scram.first_message()).decode()
+    challenge = command(client, f"AUTH SCRAM-SHA-256 {first}")
+    final = scram.final_message(base64.b64decode(challenge[2:]))
+    server_final = command(client, base64.b64encode(final).decode())
+    scram.verify_server_final(base64.b64decode(server_final[2:]))
+    assert command(client, "").startswith(b"+OK")
+    assert client.stat() == (0, 0)
+    client.quit()
+
+
+def test_plain_text_login_allows_user_pass_without_tls(
+    installation: Installation, tmp_path: Path
+) -> None:
+    installation.add_mailbox("alice", PASSWORD)
+    installation.import_messages("alice", MESSAGES[:1], tmp_path / "eml")
+    installation.set("LoginType", "PlainTextLogin")
+    installation.start_backend()
+    installation.start_frontend()
+    client = login(poplib.POP3("127.0.0.1", installation.plain_port, timeout=30))
+    assert client.stat()[0] == 1
+    client.quit()
+
+
+def test_stls_injection_is_never_executed_inside_tls(both: Installation) -> None:
+    with socket.create_connection(("127.0.0.1", both.plain_port), timeout=10) as raw:
+        reader = raw.makefile("rb")
+        assert reader.readline().startswith(b"+OK")
+        raw.sendall(b"STLS\r\nNOOP\r\n")
+        assert reader.readline().startswith(b"+OK")
+        reader.close()
+        with insecure_client_context().wrap_socket(raw) as tls:
+            tls.settimeout(3)
+            try:
+                leaked = tls.recv(1024)
+            except TimeoutError:
+                leaked = b""
+            assert leaked == b"", leaked  # the NOOP sent before the handshake got no reply
+            # The session itself is alive: a command sent inside TLS is answered.
+            tls.settimeout(10)
+            tls.sendall(b"NOOP\r\n")
+            assert tls.recv(1024).startswith(b"-ERR")  # NOOP before login: wrong state
+            tls.sendall(b"CAPA\r\n")
+            assert tls.recv(1024).startswith(b"+OK")
+
+
+def test_backend_down_gives_sys_temp_and_the_front_end_keeps_serving(
+    installation: Installation,
+) -> None:
+    installation.add_mailbox("alice", PASSWORD)
+    installation.start_frontend()
+    client = ssl_session(installation)
+    client.user("alice")
+    reply = refusal(lambda: client.pass_(PASSWORD))
+    assert reply.startswith("-ERR [SYS/TEMP]")
+    assert "[AUTH]" not in reply
+    assert "USER" in client.capa()
+    client.quit()
+    # Once the backend is there, the same front end logs the user on.
+    installation.start_backend()
+    login(ssl_session(installation)).quit()
+
+
+def test_in_use_is_relayed_across_two_front_end_sessions(both: Installation) -> None:
+    first = login(ssl_session(both))
+    second = ssl_session(both)
+    second.user("alice")
+    assert refusal(lambda: second.pass_(PASSWORD)).startswith("-ERR [IN-USE]")
+    first.quit()
+    login(second).quit()
+
+
+def test_wrong_password_and_unknown_user_look_the_same(both: Installation) -> None:
+    client = ssl_session(both)
+    client.user("alice")
+    wrong_password = refusal(lambda: client.pass_("nope"))
+    client.user("nobody")
+    unknown_user = refusal(lambda: client.pass_("nope"))
+    assert wrong_password == unknown_user
+    assert wrong_password == "-ERR [AUTH] Logon failure: unknown user name or bad password."
+    client.quit()
+    assert "authentication failure: rhost=127.0.0.1 user='nobody'" in both.frontend_log()
+
+
+def test_administrator_and_pop_disabled_are_refused(both: Installation) -> None:
+    admin = both.layout.administrator_password_file.read_text().strip()
+    client = ssl_session(both)
+    client.user("Administrator")
+    assert refusal(lambda: client.pass_(admin)).startswith("-ERR [AUTH]")
+    client.quit()
+    both.popgate("mailbox", "set", "alice", "--pop-enabled", "$false")
+    client = ssl_session(both)
+    client.user("alice")
+    assert refusal(lambda: client.pass_(PASSWORD)).startswith("-ERR [SYS/PERM]")
+    client.quit()
+
+
+def test_connection_limits(installation: Installation) -> None:
+    installation.add_mailbox("alice", PASSWORD)
+    installation.set("MaxConnectionFromSingleIP", "2", "MaxConnectionsPerUser", "1")
+    installation.start_backend()
+    installation.start_frontend()
+    first = ssl_session(installation)
+    second = ssl_session(installation)
+    third = poplib.POP3_SSL.__new__(poplib.POP3_SSL)
+    with pytest.raises(poplib.error_proto) as caught:
+        third.__init__("127.0.0.1", installation.ssl_port, context=insecure_client_context())  # type: ignore[misc]
+    assert caught.value.args[0].startswith(b"-ERR [SYS/TEMP] Too many connections")
+    login(first)
+    second.user("alice")
+    assert "Too many sessions for this user" in refusal(lambda: second.pass_(PASSWORD))
+    first.quit()
+    second.quit()
+    assert "MaxConnectionFromSingleIP" in installation.frontend_log()
+
+
+def test_client_gone_mid_retr_leaves_both_services_healthy(
+    installation: Installation, tmp_path: Path
+) -> None:
+    line = b"0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz\n"
+    big = b"Subject: big\n\n" + line * (8 * 1024 * 1024 // len(line))
+    installation.add_mailbox("alice", PASSWORD)
+    installation.import_messages("alice", [big, MESSAGES[0]], tmp_path / "eml")
+    backend = installation.start_backend()
+    frontend = installation.start_frontend()
+    client = login(ssl_session(installation))
+    client.dele(2)
+    client.sock.sendall(b"RETR 1\r\n")
+    assert client.file.readline().startswith(b"+OK")
+    client.file.read(100_000)
+    client.file.close()
+    client.sock.close()
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            again = login(ssl_session(installation))
+            break
+        except poplib.error_proto:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    assert again.stat()[0] == 2  # the DELE was not applied
+    again.quit()
+    assert backend.poll() is None
+    assert frontend.poll() is None
