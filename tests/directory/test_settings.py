@@ -60,7 +60,14 @@ def test_every_exchange_parameter_has_a_field_and_nothing_else_is_unexplained() 
     fields = [f.name for f in dataclasses.fields(PopSettings)]
     assert list(PopSettings.EXCHANGE_NAMES) == fields
     extensions = {PopSettings.EXCHANGE_NAMES[name] for name in PopSettings.POPGATE_EXTENSIONS}
-    assert extensions == {"AllowDirectBackendLogin", "GracefulStopTimeout", "WorkerProcesses"}
+    assert extensions == {
+        "AllowDirectBackendLogin",
+        "GracefulStopTimeout",
+        "WorkerProcesses",
+        "LoginFailureDelay",
+        "LoginFailureMaxDelay",
+        "LoginFailureLockout",
+    }
     exchange = set(PopSettings.EXCHANGE_NAMES.values()) - extensions
     assert exchange == set(EXCHANGE_DEFAULTS)
 
@@ -80,6 +87,9 @@ def test_popgate_extension_defaults() -> None:
     assert settings.allow_direct_backend_login is False
     assert settings.graceful_stop_timeout == timedelta(seconds=30)
     assert settings.worker_processes == 1
+    assert settings.login_failure_delay == timedelta(seconds=1)
+    assert settings.login_failure_max_delay == timedelta(seconds=15)
+    assert settings.login_failure_lockout == 10
 
 
 def test_internal_connection_settings_default_is_computed_from_the_fqdn() -> None:

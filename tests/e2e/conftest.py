@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import socket
@@ -152,6 +153,13 @@ class Installation:
         """What the backend wrote to stderr."""
         path = self.home / "backend.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+
+@pytest.fixture(autouse=True)
+def _collect_leaks() -> Iterator[None]:
+    """Collect garbage after each test, so a socket a test forgot to close warns there."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture

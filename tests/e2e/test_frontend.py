@@ -287,10 +287,12 @@ def test_connection_limits(installation: Installation) -> None:
     installation.start_frontend()
     first = ssl_session(installation)
     second = ssl_session(installation)
-    third = poplib.POP3_SSL.__new__(poplib.POP3_SSL)
-    with pytest.raises(poplib.error_proto) as caught:
-        third.__init__("127.0.0.1", installation.ssl_port, context=insecure_client_context())  # type: ignore[misc]
-    assert caught.value.args[0].startswith(b"-ERR [SYS/TEMP] Too many connections")
+    with (
+        socket.create_connection(("127.0.0.1", installation.ssl_port), timeout=10) as raw,
+        insecure_client_context().wrap_socket(raw) as third,
+        third.makefile("rb") as reader,
+    ):
+        assert reader.readline().startswith(b"-ERR [SYS/TEMP] Too many connections")
     login(first)
     second.user("alice")
     assert "Too many sessions for this user" in refusal(lambda: second.pass_(PASSWORD))
@@ -328,3 +330,43 @@ def test_client_gone_mid_retr_leaves_both_services_healthy(
     again.quit()
     assert backend.poll() is None
     assert frontend.poll() is None
+
+
+def test_failed_stls_handshake_closes_the_connection(both: Installation) -> None:
+    with socket.create_connection(("127.0.0.1", both.plain_port), timeout=20) as raw:
+        reader = raw.makefile("rb")
+        assert reader.readline().startswith(b"+OK")
+        raw.sendall(b"STLS\r\n")
+        assert reader.readline().startswith(b"+OK")
+        raw.sendall(b"USER alice\r\nthis is not a TLS ClientHello\r\n")
+        # No plaintext fallback: the server drops the connection.
+        assert reader.read() == b""
+        reader.close()
+
+
+def test_failed_logins_are_delayed_more_and_more_then_locked_out(
+    installation: Installation,
+) -> None:
+    installation.add_mailbox("alice", PASSWORD)
+    installation.set(
+        "LoginFailureDelay", "1", "LoginFailureMaxDelay", "3", "LoginFailureLockout", "3"
+    )
+    installation.start_backend()
+    installation.start_frontend()
+    client = ssl_session(installation)
+    delays = []
+    for _ in range(3):
+        client.user("alice")
+        started = time.monotonic()
+        assert refusal(lambda: client.pass_("wrong")).startswith("-ERR [AUTH]")
+        delays.append(time.monotonic() - started)
+    assert 1 <= delays[0] < 2.5
+    assert 2 <= delays[1] < 3.5
+    assert 3 <= delays[2] < 4.5  # capped at LoginFailureMaxDelay
+    # Locked out now: even the right password is not checked.
+    client.user("alice")
+    assert refusal(lambda: client.pass_(PASSWORD)).startswith("-ERR [LOGIN-DELAY]")
+    client.quit()
+    assert "authentication refused: rhost=127.0.0.1 user='alice'" in installation.frontend_log()
+    time.sleep(3.2)
+    login(ssl_session(installation)).quit()

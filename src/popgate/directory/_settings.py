@@ -335,6 +335,15 @@ _SPECS: Final[Mapping[str, _Spec]] = MappingProxyType(
         "worker_processes": _Spec(
             exchange="WorkerProcesses", kind=_Kind.INT, low=1, high=1024, extension=True
         ),
+        "login_failure_delay": _Spec(
+            exchange="LoginFailureDelay", kind=_Kind.TIMESPAN, low=0, high=60, extension=True
+        ),
+        "login_failure_max_delay": _Spec(
+            exchange="LoginFailureMaxDelay", kind=_Kind.TIMESPAN, low=0, high=600, extension=True
+        ),
+        "login_failure_lockout": _Spec(
+            exchange="LoginFailureLockout", kind=_Kind.INT, low=1, high=100_000, extension=True
+        ),
     }
 )
 
@@ -569,9 +578,9 @@ class PopSettings:
 
     Defaults are Exchange 2013's (exchange-pop3.md section 2) with one deliberate deviation:
     ``enable_exact_rfc822_size`` defaults to True, because popgate knows every message's exact
-    size from its store at no cost, whereas Exchange had to render the message. Three fields
-    are popgate extensions with no Exchange counterpart: ``allow_direct_backend_login``,
-    ``graceful_stop_timeout`` and ``worker_processes``.
+    size from its store at no cost, whereas Exchange had to render the message. The fields in
+    ``POPGATE_EXTENSIONS`` have no Exchange counterpart (direct backend logins, graceful stop,
+    worker processes, failed-login delays).
 
     Constructing an instance validates every field and raises :class:`InvalidSetting`.
     """
@@ -625,6 +634,14 @@ class PopSettings:
     graceful_stop_timeout: timedelta = field(default=timedelta(seconds=30))
     #: popgate extension: processes per service that share the listening sockets.
     worker_processes: int = 1
+    #: popgate extension: the front end waits this long before answering a failed login,
+    #: doubling with each further failure from the same address or for the same account...
+    login_failure_delay: timedelta = field(default=timedelta(seconds=1))
+    #: ...up to this much.
+    login_failure_max_delay: timedelta = field(default=timedelta(seconds=15))
+    #: popgate extension: after this many failures in a row (per address or per account),
+    #: logins are refused with [LOGIN-DELAY] until the delay has passed.
+    login_failure_lockout: int = 10
 
     def __post_init__(self) -> None:
         for name in _SPECS:

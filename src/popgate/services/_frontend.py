@@ -57,6 +57,7 @@ from popgate.protocol import (
     plain_initial_response,
 )
 from popgate.services._backend import FRONTEND_PRINCIPAL_PREFIX, LOGON_FAILURE, SIGN_OFF
+from popgate.services._throttle import LoginThrottle
 
 __all__ = ["ConnectionLimits", "FrontendConfig", "FrontendSession"]
 
@@ -127,6 +128,7 @@ class FrontendConfig:
     backend_tls: ssl.SSLContext
     proxy_secret: str
     limits: ConnectionLimits
+    throttle: LoginThrottle
 
 
 class FrontendSession(SessionDriver):
@@ -156,6 +158,8 @@ class FrontendSession(SessionDriver):
         self.pending_user: str | None = None
         self.mechanism: SaslServer | None = None
         self.scram_mailbox: Mailbox | None = None
+        self.sasl_user = ""
+        self.client_address = self.peer.rpartition(":")[0].strip("[]") or self.peer
         self.user_counted: str | None = None
         self.backend: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
@@ -260,6 +264,10 @@ class FrontendSession(SessionDriver):
                 return await self._verify_password(authcid, authzid, password)
             case NeedScramCredentials(authcid=authcid):
                 assert self.mechanism is not None
+                self.sasl_user = authcid
+                if locked := self._locked_out(authcid):
+                    self.mechanism = None
+                    return locked
                 found = await self.config.directory.scram_credentials(authcid)
                 self.scram_mailbox = found[0] if found else None
                 credentials = found[1] if found else None
@@ -268,35 +276,59 @@ class FrontendSession(SessionDriver):
                 self.mechanism = None
                 mailbox, self.scram_mailbox = self.scram_mailbox, None
                 if mailbox is None or not _may_act_as(mailbox, authzid):
-                    return self._logon_failure(mailbox.name if mailbox else "?", "authzid")
+                    return await self._logon_failure(self.sasl_user, "authzid")
                 return await self._log_on(mailbox)
             case SaslFailure(reason=reason):
                 self.mechanism = None
-                return self._logon_failure("?", reason)
+                return await self._logon_failure(self.sasl_user or "?", reason)
         raise AssertionError(f"unexpected SASL step {step!r}")
 
     async def _verify_password(self, authcid: str, authzid: str, password: str) -> Reply:
+        if locked := self._locked_out(authcid):
+            return locked
         mailbox = await self.config.directory.verify_password(authcid, password)
         if mailbox is None:
-            return self._logon_failure(authcid, "bad credentials")
+            return await self._logon_failure(authcid, "bad credentials")
         if not _may_act_as(mailbox, authzid):
-            return self._logon_failure(authcid, f"may not act as {authzid!r}")
+            return await self._logon_failure(authcid, f"may not act as {authzid!r}")
         return await self._log_on(mailbox)
 
-    def _logon_failure(self, user: str, reason: str) -> Err:
+    def _locked_out(self, user: str) -> Err | None:
+        """[LOGIN-DELAY] without checking credentials, while a run of failures lasts."""
+        wait = self.config.throttle.locked_for(self.client_address, user)
+        if wait <= 0:
+            return None
+        self.log.warning(
+            "authentication refused: rhost=%s user=%r session=%s reason=locked out for %.0f s",
+            self.client_address,
+            user[:64],
+            self.session_id,
+            wait,
+        )
+        seconds = max(1, round(wait))
+        return Err(
+            f"Too many failed logins; try again in {seconds} seconds.", ResponseCode.LOGIN_DELAY
+        )
+
+    async def _logon_failure(self, user: str, reason: str) -> Err:
         # One line a fail2ban filter can match (contrib/fail2ban); user names are escaped.
         self.log.warning(
             "authentication failure: rhost=%s user=%r session=%s reason=%s",
-            self.peer.rsplit(":", 1)[0].strip("[]"),
+            self.client_address,
             user[:64],
             self.session_id,
             reason,
         )
+        # Unknown users and wrong passwords take the same path, so the same time.
+        await asyncio.sleep(self.config.throttle.failed(self.client_address, user))
         return Err(LOGON_FAILURE, ResponseCode.AUTH)
 
     async def _log_on(self, mailbox: Mailbox) -> Reply:
         if mailbox.is_administrator:
-            return self._logon_failure(mailbox.name, "the Administrator account cannot use POP3")
+            return await self._logon_failure(
+                mailbox.name, "the Administrator account cannot use POP3"
+            )
+        self.config.throttle.succeeded(mailbox.name)
         if not mailbox.pop_enabled:
             return Err(
                 "POP3 access is disabled for this mailbox; ask an administrator to enable it.",

@@ -22,6 +22,7 @@ from popgate.services._backend import BackendConfig, BackendSession
 from popgate.services._catalog import BACKEND, ServiceInfo
 from popgate.services._frontend import ConnectionLimits, FrontendConfig, FrontendSession
 from popgate.services._notify import notify
+from popgate.services._throttle import LoginThrottle
 from popgate.store import MaildirStore
 
 __all__ = ["ServiceStartError", "parse_binding", "run_service"]
@@ -173,6 +174,11 @@ async def _start_frontend(
             max_connections=settings.max_connections,
             max_per_address=settings.max_connection_from_single_ip,
             max_per_user=settings.max_connections_per_user,
+        ),
+        throttle=LoginThrottle(
+            base=settings.login_failure_delay.total_seconds(),
+            cap=settings.login_failure_max_delay.total_seconds(),
+            lockout=settings.login_failure_lockout,
         ),
     )
 
