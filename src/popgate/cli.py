@@ -16,10 +16,18 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from popgate._setup import run_setup
-from popgate.directory import Directory, DirectoryError, Mailbox, PopSettings, Role, format_setting
+from popgate._setup import run_setup, write_secret
+from popgate.directory import (
+    Directory,
+    DirectoryError,
+    Mailbox,
+    PopSettings,
+    Role,
+    format_setting,
+    validate_domain,
+)
 from popgate.home import Home, HomeNotSetUpError
-from popgate.net import TlsConfigError
+from popgate.net import TlsConfigError, server_context
 from popgate.services import find_service
 from popgate.services._runner import ServiceStartError, run_service
 from popgate.store import MaildirStore, StoreError
@@ -334,6 +342,33 @@ def cmd_settings_set(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- certificates --------------------------------------------------------------------------
+
+
+def cmd_certificate_import(args: argparse.Namespace) -> int:
+    """Import a certificate and key for X509CertificateName."""
+    home = Home.locate()
+    name = validate_domain(args.name)
+    certificate, key = Path(args.cert), Path(args.key)
+    for path in (certificate, key):
+        if not path.is_file():
+            raise CommandError(f"{path} is not a file")
+    try:
+        server_context(certificate, key)
+    except TlsConfigError as error:
+        raise CommandError(str(error)) from None
+    target_certificate, target_key = home.named_certificate(name)
+    target_certificate.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    write_secret(target_key, key.read_text(encoding="utf-8").strip())
+    target_certificate.write_text(certificate.read_text(encoding="utf-8"), encoding="utf-8")
+    console.print(
+        f"Imported certificate {name}; use it with "
+        f"'popgate settings set X509CertificateName {name}' and restart the POP3 services",
+        highlight=False,
+    )
+    return 0
+
+
 # -- service -------------------------------------------------------------------------------
 
 
@@ -414,6 +449,18 @@ def build_parser() -> argparse.ArgumentParser:
         "pairs", nargs="+", metavar="NAME VALUE", help="e.g. LoginType PlainTextLogin"
     )
     settings_set.set_defaults(handler=cmd_settings_set)
+
+    certificate = commands.add_parser("certificate", help="TLS certificates for the services")
+    certificate_commands = certificate.add_subparsers(
+        dest="certificate_command", required=True, metavar="ACTION"
+    )
+    cert_import = certificate_commands.add_parser(
+        "import", help="import a certificate and key under an FQDN (X509CertificateName)"
+    )
+    cert_import.add_argument("name", help="the FQDN the certificate is for")
+    cert_import.add_argument("--cert", required=True, help="PEM certificate (chain)")
+    cert_import.add_argument("--key", required=True, help="PEM private key")
+    cert_import.set_defaults(handler=cmd_certificate_import)
 
     service = commands.add_parser("service", help="run a service in the foreground")
     service_commands = service.add_subparsers(

@@ -63,6 +63,11 @@ class Home:
         """The private key of :attr:`certificate` (PEM, mode 0600)."""
         return self.tls_dir / "server.key"
 
+    def named_certificate(self, name: str) -> tuple[Path, Path]:
+        """Certificate and key imported under ``name`` (an FQDN, see X509CertificateName)."""
+        folder = self.tls_dir / "certs"
+        return folder / f"{name}.crt", folder / f"{name}.key"
+
     @property
     def secrets_dir(self) -> Path:
         """Generated credentials, each in a 0600 file."""

@@ -5,11 +5,13 @@ from __future__ import annotations
 import base64
 import poplib
 import socket
+import ssl
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+import trustme
 
 from popgate.protocol import ScramSha256Client, to_crlf
 from tests.e2e.conftest import Installation, insecure_client_context
@@ -370,3 +372,43 @@ def test_failed_logins_are_delayed_more_and_more_then_locked_out(
     assert "authentication refused: rhost=127.0.0.1 user='alice'" in installation.frontend_log()
     time.sleep(3.2)
     login(ssl_session(installation)).quit()
+
+
+def test_x509_certificate_name_serves_an_imported_certificate(
+    installation: Installation, tmp_path: Path
+) -> None:
+    authority = trustme.CA()
+    issued = authority.issue_cert("mail.example.test", "127.0.0.1")
+    certificate, key = tmp_path / "mail.crt", tmp_path / "mail.key"
+    issued.private_key_pem.write_to_path(str(key))
+    issued.cert_chain_pems[0].write_to_path(str(certificate))
+    installation.popgate(
+        "certificate", "import", "mail.example.test", "--cert", str(certificate), "--key", str(key)
+    )
+    installation.add_mailbox("alice", PASSWORD)
+    installation.set("X509CertificateName", "mail.example.test")
+    installation.start_backend()
+    installation.start_frontend()
+    trusting = ssl.create_default_context()
+    authority.configure_trust(trusting)
+    # Implicit TLS: the certificate verifies for its name against the test CA.
+    with (
+        socket.create_connection(("127.0.0.1", installation.ssl_port), timeout=10) as raw,
+        trusting.wrap_socket(raw, server_hostname="mail.example.test") as tls,
+        tls.makefile("rb") as reader,
+    ):
+        assert reader.readline().startswith(b"+OK")
+    # STLS on the plain-text port presents the same certificate.
+    client = poplib.POP3("127.0.0.1", installation.plain_port, timeout=30)
+    client.stls(context=trusting)  # verifies the certificate for 127.0.0.1, also in it
+    login(client).quit()
+
+
+def test_a_missing_named_certificate_stops_the_start_with_a_reason(
+    installation: Installation,
+) -> None:
+    installation.set("X509CertificateName", "absent.example.test")
+    result = installation.popgate("service", "run", "MSExchangePOP3", check=False)
+    assert result.returncode == 1
+    assert "popgate certificate import absent.example.test" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -68,6 +68,20 @@ def _listen_error(error: OSError, what: str, setting: str) -> ServiceStartError:
     return ServiceStartError(f"cannot listen on {what}: {reason}; change {setting} or free it")
 
 
+def _tls_context(home: Home, settings: PopSettings) -> ssl.SSLContext:
+    """The certificate named by X509CertificateName, else the computer's self-signed one."""
+    name = settings.x509_certificate_name
+    if name is None:
+        return server_context(home.certificate, home.private_key)
+    certificate, key = home.named_certificate(name.lower())
+    if not certificate.exists():
+        raise ServiceStartError(
+            f"X509CertificateName is {name!r}, but no certificate was imported under that "
+            f"name; run 'popgate certificate import {name} --cert FILE --key FILE'"
+        )
+    return server_context(certificate, key)
+
+
 Connected = Callable[[asyncio.StreamReader, asyncio.StreamWriter], None]
 
 
@@ -93,7 +107,7 @@ async def run_service(
             )
         # Settings are read at start, as in Exchange: configured becomes effective now.
         settings = await directory.apply_pop_settings(server.name)
-        tls = server_context(home.certificate, home.private_key)
+        tls = _tls_context(home, settings)
         tracker = SessionTracker()
         if service is BACKEND:
             started = await _start_backend(home, directory, server, settings, tls, tracker)
