@@ -42,6 +42,23 @@ def ssl_session(installation: Installation) -> poplib.POP3_SSL:
     )
 
 
+def wait_until_greeted(port: int) -> None:
+    """Wait until a new connection is greeted with +OK and the front end has seen it close.
+
+    The start-up probe's connection counts against the connection limits for a moment.
+    """
+    deadline = time.monotonic() + 10
+    while True:
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+            raw.makefile("rb") as reader,
+        ):
+            if reader.readline().startswith(b"+OK") or time.monotonic() > deadline:
+                break
+        time.sleep(0.1)
+    time.sleep(0.5)
+
+
 def login(client: poplib.POP3, user: str = "alice") -> poplib.POP3:
     """USER/PASS and return the client."""
     client.user(user)
@@ -287,6 +304,7 @@ def test_connection_limits(installation: Installation) -> None:
     installation.set("MaxConnectionFromSingleIP", "2", "MaxConnectionsPerUser", "1")
     installation.start_backend()
     installation.start_frontend()
+    wait_until_greeted(installation.plain_port)
     first = ssl_session(installation)
     second = ssl_session(installation)
     with (
@@ -412,3 +430,30 @@ def test_a_missing_named_certificate_stops_the_start_with_a_reason(
     assert result.returncode == 1
     assert "popgate certificate import absent.example.test" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_max_connections_and_the_pre_authentication_timer(installation: Installation) -> None:
+    installation.set("MaxConnections", "1", "PreAuthenticatedConnectionTimeout", "00:00:30")
+    installation.start_backend()
+    installation.start_frontend()
+    wait_until_greeted(installation.plain_port)
+    chatty = poplib.POP3("127.0.0.1", installation.plain_port, timeout=10)
+    with (
+        socket.create_connection(("127.0.0.1", installation.plain_port), timeout=10) as raw,
+        raw.makefile("rb") as reader,
+    ):
+        assert reader.readline().startswith(
+            b"-ERR [SYS/TEMP] Too many connections (MaxConnections)"
+        )
+    started = time.monotonic()
+    # CAPA before login does not reset the pre-authentication timer.
+    with pytest.raises((poplib.error_proto, OSError, EOFError)):  # noqa: PT012 - a loop of CAPAs
+        while time.monotonic() - started < 60:
+            chatty.capa()
+            time.sleep(2)
+    assert 28 <= time.monotonic() - started < 45
+    chatty.close()
+    # The closed connection no longer counts against MaxConnections.
+    again = poplib.POP3("127.0.0.1", installation.plain_port, timeout=10)
+    assert again.getwelcome().startswith(b"+OK")
+    again.quit()
