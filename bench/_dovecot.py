@@ -37,7 +37,7 @@ first_valid_uid = 1
 # Dovecot's documented high-performance login mode: long-lived login processes.
 service pop3-login {{
   inet_listener pop3 {{
-    port = 0
+    port = {plain_port}
   }}
   inet_listener pop3s {{
     port = {port}
@@ -55,12 +55,24 @@ service anvil {{
 class Dovecot:
     """A private Dovecot instance serving one user's Maildir over implicit TLS."""
 
-    def __init__(self, root: Path, port: int, certificate: Path, key: Path) -> None:
+    def __init__(
+        self, root: Path, port: int, plain_port: int, certificate: Path, key: Path
+    ) -> None:
         self.root = root
         self.port = port
+        self.plain_port = plain_port
         self.certificate = certificate
         self.key = key
         self.process: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def hash_password(password: str) -> str:
+        """Dovecot's own ARGON2ID hash of ``password`` (as doveadm pw makes it)."""
+        result = subprocess.run(
+            ["doveadm", "pw", "-s", "ARGON2ID", "-p", password],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return result.stdout.strip()
 
     @staticmethod
     def available() -> bool:
@@ -68,7 +80,11 @@ class Dovecot:
         return shutil.which("dovecot") is not None
 
     def start(self, users: dict[str, tuple[str, Path]]) -> None:
-        """Copy each user's Maildir (``{user: (password, maildir)}``) and start Dovecot."""
+        """Copy each user's Maildir and start Dovecot.
+
+        ``users`` maps a name to (passwd-file password field such as ``{PLAIN}secret`` or
+        ``{ARGON2ID}$argon2id$...``, Maildir to copy).
+        """
         account = pwd.getpwnam("dovecot") if os.geteuid() == 0 else pwd.getpwuid(os.geteuid())
         for folder in ("run", "state", "home", "mail"):
             (self.root / folder).mkdir(parents=True, exist_ok=True)
@@ -77,7 +93,7 @@ class Dovecot:
             shutil.copytree(
                 maildir, self.root / "mail" / user, ignore=shutil.ignore_patterns("popgate*")
             )
-            lines.append(f"{user}:{{PLAIN}}{password}::::::\n")
+            lines.append(f"{user}:{password}::::::\n")
         (self.root / "passwd").write_text("".join(lines))
         shutil.copy(self.certificate, self.root / "cert.pem")
         shutil.copy(self.key, self.root / "key.pem")
@@ -91,6 +107,7 @@ class Dovecot:
                 gid=account.pw_gid,
                 user=account.pw_name,
                 port=self.port,
+                plain_port=self.plain_port,
                 cores=os.cpu_count() or 1,
             )
         )

@@ -65,8 +65,9 @@ logger = logging.getLogger("popgate.frontend")
 
 #: Seconds to reach a backend and finish its greeting and AUTH.
 BACKEND_TIMEOUT = 15.0
-#: Bytes moved per read while relaying.
-RELAY_CHUNK = 65536
+#: Bytes moved per read while relaying, and the write buffer allowed before waiting: large
+#: enough that a RETR of megabytes moves in few loop iterations.
+RELAY_CHUNK = 1 << 20
 #: Codes a backend may answer AUTH with that the client must see unchanged (RFC 2449/3206).
 RELAYED_CODES = frozenset({ResponseCode.IN_USE, ResponseCode.LOGIN_DELAY})
 BACKEND_UNAVAILABLE = Err(
@@ -383,7 +384,7 @@ class FrontendSession(SessionDriver):
         target = mailbox.server or config.server.name
         if target == config.server.name:
             return await asyncio.open_unix_connection(
-                str(config.home.backend_socket), limit=RELAY_CHUNK * 4
+                str(config.home.backend_socket), limit=RELAY_CHUNK
             )
         server = await config.directory.get_server(target)
         if server is None:
@@ -394,7 +395,7 @@ class FrontendSession(SessionDriver):
             settings.proxy_target_port,
             ssl=config.backend_tls,
             server_hostname=server.proxy_host,
-            limit=RELAY_CHUNK * 4,
+            limit=RELAY_CHUNK,
         )
 
     async def _backend_login(
@@ -444,6 +445,8 @@ class FrontendSession(SessionDriver):
             backend_writer.write(pending)
         if eof:
             return True
+        for writer in (backend_writer, self.writer):
+            writer.transport.set_write_buffer_limits(high=RELAY_CHUNK)
         idle = self.config.settings.authenticated_connection_timeout.total_seconds()
         last_activity = [time.monotonic()]
 

@@ -1,12 +1,17 @@
-"""Benchmark of MSExchangePOP3BE beside Dovecot: sessions per second and RETR throughput.
+"""popgate's POP3 services beside Dovecot: sessions per second and RETR throughput.
 
-It builds a throw-away popgate home with a generated corpus, starts the backend as a real
-process and drives it with a small asyncio POP3 client, the way a front end does (SASL PLAIN
-as a trusted front end) over TLS on ProxyTargetPort and over the Unix socket. When Dovecot is
-installed it serves a copy of the same Maildir over implicit TLS (AUTH PLAIN against a
-passwd-file: also a cheap login), and the same client measures it in the same run.
+It builds a throw-away popgate home with a generated corpus, starts MSExchangePOP3BE and
+MSExchangePOP3 as real processes, starts Dovecot on copies of the same Maildir folders, and
+drives all of them with one small asyncio POP3 client in one run:
 
-    .venv/bin/python bench/backend.py [--sessions 2000] [--concurrency 16] [--retr-mb 200]
+- the backend as a front end uses it (AUTH PLAIN as a trusted front end: no password hash),
+  over its Unix socket and TLS, beside Dovecot with ``{PLAIN}`` passwords (no hash either);
+- the front end as clients use it (AUTH PLAIN with the user's password, verified against its
+  argon2id hash, then proxied), on the plain-text port (LoginType PlainTextLogin) and on the
+  implicit-TLS port, beside Dovecot with Dovecot's own ``{ARGON2ID}`` hashes on both ports;
+- RETR of one large mailbox through every path.
+
+    .venv/bin/python -m bench.pop3 [--sessions 2000] [--hashed-sessions 160] [--retr-mb 200]
 """
 
 from __future__ import annotations
@@ -112,6 +117,15 @@ async def sessions_per_second(connect: Connector, tokens: list[str], total: int)
     return total / (time.perf_counter() - started)
 
 
+def tcp_connector(port: int) -> Connector:
+    """Plain-text connections to 127.0.0.1:port."""
+
+    async def connect() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_connection("127.0.0.1", port, limit=2**26)
+
+    return connect
+
+
 def tls_connector(port: int) -> Connector:
     """Connections over implicit TLS to 127.0.0.1:port, accepting any certificate."""
     context = ssl.create_default_context()
@@ -134,13 +148,16 @@ def unix_connector(path: Path) -> Connector:
 
 
 class Target:
-    """A server to measure: how to connect and the AUTH PLAIN tokens for its mailboxes."""
+    """A server to measure: how to connect, AUTH PLAIN tokens for its mailboxes, how many."""
 
-    def __init__(self, name: str, connect: Connector, tokens: list[str], bulk: str) -> None:
+    def __init__(
+        self, name: str, connect: Connector, tokens: list[str], bulk: str, sessions: int
+    ) -> None:
         self.name = name
         self.connect = connect
         self.tokens = tokens
         self.bulk = bulk
+        self.sessions = sessions
 
 
 async def measure(args: argparse.Namespace, targets: list[Target]) -> None:
@@ -150,11 +167,12 @@ async def measure(args: argparse.Namespace, targets: list[Target]) -> None:
     for target in targets:
         name, connect = target.name, target.connect
         runs = [
-            await sessions_per_second(connect, target.tokens, args.sessions)
+            await sessions_per_second(connect, target.tokens, target.sessions)
             for _ in range(args.repeat)
         ]
-        print(f"| sessions/s (AUTH PLAIN + STAT + QUIT, {args.concurrency} clients) | {name} "
-              f"| {statistics.median(runs):,.0f} (median of {args.repeat}) |")  # fmt: skip
+        print(f"| sessions/s ({target.sessions:,} x AUTH PLAIN + STAT + QUIT, "
+              f"{args.concurrency} clients) | {name} "
+              f"| {statistics.median(runs):,.1f} (median of {args.repeat}) |")  # fmt: skip
     for target in targets:
         name, connect = target.name, target.connect
         runs = []
@@ -180,10 +198,26 @@ async def mailbox_folders(home: Home, names: list[str]) -> dict[str, Path]:
         await directory.close()
 
 
+def wait_for(check: Callable[[], bool], process: subprocess.Popen[bytes], what: str) -> None:
+    """Poll ``check`` until it holds; fail if ``process`` dies or 30 s pass."""
+    deadline = time.monotonic() + 30
+    while not check():
+        if time.monotonic() > deadline or process.poll() is not None:
+            raise SystemExit(f"{what} did not start")
+        time.sleep(0.05)
+
+
+def listening(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:port."""
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
 def main() -> None:
-    """Set up, start the backend, measure, stop."""
+    """Set up, start the services and Dovecot, measure, stop."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sessions", type=int, default=2000)
+    parser.add_argument("--sessions", type=int, default=2000, help="cheap-login sessions")
+    parser.add_argument("--hashed-sessions", type=int, default=160, help="argon2id sessions")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--retr-mb", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=3)
@@ -197,8 +231,12 @@ def main() -> None:
         env = dict(os.environ, POPGATE_HOME=str(root / "home"))
         home = Home(root / "home")
         popgate(env, "setup")
-        port = free_port()
-        popgate(env, "settings", "set", "ProxyTargetPort", str(port))
+        backend_port, plain_port, ssl_port = free_port(), free_port(), free_port()
+        popgate(
+            env, "settings", "set", "ProxyTargetPort", str(backend_port),
+            "UnencryptedOrTLSBindings", f"127.0.0.1:{plain_port}",
+            "SSLBindings", f"127.0.0.1:{ssl_port}", "LoginType", "PlainTextLogin",
+        )  # fmt: skip
         password = "bench-password"
         users = [f"user{index:02d}" for index in range(args.concurrency)]
         for user in [*users, "bulk"]:
@@ -216,36 +254,61 @@ def main() -> None:
         def user_token(user: str) -> str:
             return base64.b64encode(f"\0{user}\0{password}".encode()).decode()
 
-        tokens = [front_end_token(user) for user in users]
+        trusted = [front_end_token(user) for user in users]
+        by_password = [user_token(user) for user in users]
+        cheap, hashed = args.sessions, args.hashed_sessions
         targets = [
-            Target("popgate MSExchangePOP3BE, Unix socket", unix_connector(home.backend_socket),
-                   tokens, front_end_token("bulk")),
-            Target("popgate MSExchangePOP3BE, TLS", tls_connector(port), tokens,
-                   front_end_token("bulk")),
+            Target("popgate MSExchangePOP3BE, Unix socket (trusted login)",
+                   unix_connector(home.backend_socket), trusted, front_end_token("bulk"), cheap),
+            Target("popgate MSExchangePOP3BE, TLS (trusted login)", tls_connector(backend_port),
+                   trusted, front_end_token("bulk"), cheap),
         ]  # fmt: skip
-        dovecot = Dovecot(root / "dovecot", free_port(), home.certificate, home.private_key)
+        dovecot = Dovecot(
+            root / "dovecot", free_port(), free_port(), home.certificate, home.private_key
+        )
         if not args.no_dovecot:
             maildirs = asyncio.run(mailbox_folders(home, [*users, "bulk"]))
-            dovecot.start({user: (password, folder) for user, folder in maildirs.items()})
+            hashed_password = Dovecot.hash_password(password)
+            accounts = {user: ("{PLAIN}" + password, folder) for user, folder in maildirs.items()}
+            accounts |= {"h" + user: (hashed_password, maildirs[user]) for user in users}
+            dovecot.start(accounts)
+            hashed_tokens = [user_token("h" + user) for user in users]
             targets.append(
-                Target("Dovecot 2.3 pop3, TLS", tls_connector(dovecot.port),
-                       [user_token(user) for user in users], user_token("bulk"))
+                Target("Dovecot 2.3, TLS ({PLAIN} password)", tls_connector(dovecot.port),
+                       by_password, user_token("bulk"), cheap)
             )  # fmt: skip
-        backend = subprocess.Popen(
-            [sys.executable, "-m", "popgate.cli", "service", "run", "MSExchangePOP3BE"],
-            env=env, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        targets += [
+            Target("popgate MSExchangePOP3 -> BE, plain text (argon2id)",
+                   tcp_connector(plain_port), by_password, user_token("bulk"), hashed),
+            Target("popgate MSExchangePOP3 -> BE, implicit TLS (argon2id)",
+                   tls_connector(ssl_port), by_password, user_token("bulk"), hashed),
+        ]  # fmt: skip
+        if not args.no_dovecot:
+            targets += [
+                Target("Dovecot 2.3, plain text ({ARGON2ID})", tcp_connector(dovecot.plain_port),
+                       hashed_tokens, user_token("bulk"), hashed),
+                Target("Dovecot 2.3, implicit TLS ({ARGON2ID})", tls_connector(dovecot.port),
+                       hashed_tokens, user_token("bulk"), hashed),
+            ]  # fmt: skip
+        services: list[subprocess.Popen[bytes]] = []
         try:
-            deadline = time.monotonic() + 30
-            while not home.backend_socket.exists():
-                if time.monotonic() > deadline or backend.poll() is not None:
-                    raise SystemExit("the backend did not start")
-                time.sleep(0.05)
+            services += [
+                subprocess.Popen(
+                    [sys.executable, "-m", "popgate.cli", "service", "run", name],
+                    env=env, stderr=subprocess.DEVNULL,
+                )
+                for name in ("MSExchangePOP3BE", "MSExchangePOP3")
+            ]  # fmt: skip
+            wait_for(home.backend_socket.exists, services[0], "MSExchangePOP3BE")
+            wait_for(lambda: listening(plain_port), services[1], "MSExchangePOP3")
+            time.sleep(0.5)
             asyncio.run(measure(args, targets))
         finally:
             dovecot.stop()
-            backend.terminate()
-            backend.wait(timeout=60)
+            for service in services:
+                service.terminate()
+            for service in services:
+                service.wait(timeout=60)
 
 
 if __name__ == "__main__":
