@@ -382,7 +382,7 @@ def cmd_service_run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    _run(run_service(Home.locate(), service))
+    _run(run_service(Home.locate(), service, worker=args.worker))
     return 0
 
 
@@ -468,6 +468,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run = service_commands.add_parser("run", help="run MSExchangePOP3BE (or MSExchangePOP3)")
     run.add_argument("name")
+    # Set by a service for the extra processes it starts (WorkerProcesses); not for people.
+    run.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     run.set_defaults(handler=cmd_service_run)
     return parser
 

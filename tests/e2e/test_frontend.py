@@ -457,3 +457,64 @@ def test_max_connections_and_the_pre_authentication_timer(installation: Installa
     again = poplib.POP3("127.0.0.1", installation.plain_port, timeout=10)
     assert again.getwelcome().startswith(b"+OK")
     again.quit()
+
+
+def _listening_inodes(port: int) -> set[str]:
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for row in Path(table).read_text().splitlines()[1:]:
+            fields = row.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])
+    return inodes
+
+
+def _holds_socket(pid: int, inodes: set[str]) -> bool:
+    for descriptor in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = descriptor.readlink().name
+        except OSError:
+            continue
+        if target.startswith("socket:[") and target[8:-1] in inodes:
+            return True
+    return False
+
+
+def _children(pid: int) -> list[int]:
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                children.append(int(entry.name))
+    return children
+
+
+def test_worker_processes_share_the_ports_and_stop_together(
+    installation: Installation, tmp_path: Path
+) -> None:
+    installation.add_mailbox("alice", PASSWORD)
+    installation.import_messages("alice", MESSAGES[:1], tmp_path / "eml")
+    installation.set("WorkerProcesses", "3")
+    installation.start_backend()
+    frontend = installation.start_frontend()
+    deadline = time.monotonic() + 30
+    while True:
+        workers = _children(frontend.pid)
+        inodes = _listening_inodes(installation.plain_port)
+        serving = [pid for pid in [frontend.pid, *workers] if _holds_socket(pid, inodes)]
+        if len(serving) == 3 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert len(workers) == 2
+    assert len(serving) == 3, "every process listens on the shared port (SO_REUSEPORT)"
+    for _ in range(12):
+        client = login(ssl_session(installation))
+        assert client.stat()[0] == 1
+        client.quit()
+    frontend.terminate()
+    assert frontend.wait(timeout=60) == 0
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)

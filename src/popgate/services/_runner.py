@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import ssl
+import sys
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,9 +95,14 @@ class Started:
 
 
 async def run_service(
-    home: Home, service: ServiceInfo, *, stop: asyncio.Event | None = None
+    home: Home, service: ServiceInfo, *, stop: asyncio.Event | None = None, worker: bool = False
 ) -> None:
-    """Run ``service`` until SIGTERM/SIGINT (or ``stop``), then stop gracefully."""
+    """Run ``service`` until SIGTERM/SIGINT (or ``stop``), then stop gracefully.
+
+    With WorkerProcesses > 1 the front end starts that many processes in all: this one and
+    ``worker`` copies of it, each listening on the same ports (SO_REUSEPORT), the kernel
+    spreading connections among them. Workers use the effective settings as they are.
+    """
     directory = await Directory.connect(home.directory_url)
     try:
         server = await directory.get_server(home.server_name)
@@ -105,14 +111,23 @@ async def run_service(
                 f"{service.name} needs the {service.role} role, and server {home.server_name} "
                 "does not have it; run 'popgate setup --roles ClientAccess,Mailbox'"
             )
-        # Settings are read at start, as in Exchange: configured becomes effective now.
-        settings = await directory.apply_pop_settings(server.name)
+        if worker:
+            settings = await directory.get_pop_settings(server.name, effective=True)
+        else:
+            # Settings are read at start, as in Exchange: configured becomes effective now.
+            settings = await directory.apply_pop_settings(server.name)
         tls = _tls_context(home, settings)
         tracker = SessionTracker()
+        workers: list[asyncio.subprocess.Process] = []
         if service is BACKEND:
             started = await _start_backend(home, directory, server, settings, tls, tracker)
         else:
-            started = await _start_frontend(home, directory, server, settings, tls, tracker)
+            shared = settings.worker_processes > 1
+            started = await _start_frontend(
+                home, directory, server, settings, tls, tracker, reuse_port=shared
+            )
+            if shared and not worker:
+                workers = await _start_workers(service, settings.worker_processes - 1)
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -124,6 +139,7 @@ async def run_service(
         logger.info("%s is stopping", service.name)
         for listener in started.listeners:
             listener.close()
+        await _stop_workers(workers)
         cancelled = await tracker.drain(settings.graceful_stop_timeout.total_seconds())
         if cancelled:
             logger.info("closed %d sessions without UPDATE at stop", cancelled)
@@ -132,6 +148,42 @@ async def run_service(
                 home.backend_socket.unlink()
     finally:
         await directory.close()
+
+
+async def _start_workers(service: ServiceInfo, count: int) -> list[asyncio.subprocess.Process]:
+    """Start ``count`` worker copies of this service process."""
+    # Only the service's main process speaks to its supervisor.
+    environment = {key: value for key, value in os.environ.items() if key != "NOTIFY_SOCKET"}
+    workers = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "popgate.cli",
+            "service",
+            "run",
+            service.name,
+            "--worker",
+            env=environment,
+        )  # fmt: skip
+        for _ in range(count)
+    ]
+    logger.info("started %d worker processes: %s", count, ", ".join(str(w.pid) for w in workers))
+    return workers
+
+
+async def _stop_workers(workers: list[asyncio.subprocess.Process]) -> None:
+    """Stop the workers gracefully (each drains its own sessions); kill the ones that hang."""
+    for process in workers:
+        if process.returncode is None:
+            process.terminate()
+    for process in workers:
+        try:
+            await asyncio.wait_for(process.wait(), 3600)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+        if process.returncode not in (0, -signal.SIGTERM):
+            logger.warning("worker %d ended with status %s", process.pid, process.returncode)
 
 
 async def _start_backend(
@@ -164,6 +216,8 @@ async def _start_frontend(
     settings: PopSettings,
     tls: ssl.SSLContext,
     tracker: SessionTracker,
+    *,
+    reuse_port: bool,
 ) -> Started:
     # Exchange's front end trusts the Mailbox server's self-signed certificate: the hop is
     # encrypted, and the backend authenticates the front end by its proxy secret.
@@ -216,7 +270,9 @@ async def _start_frontend(
     try:
         for binding, setting, implicit_tls in wanted:
             context = tls if implicit_tls else None
-            server_socket = await _bind(binding, setting, accept(implicit_tls), ssl_context=context)
+            server_socket = await _bind(
+                binding, setting, accept(implicit_tls), ssl_context=context, reuse_port=reuse_port
+            )
             listeners.append(server_socket)
     except ServiceStartError:
         for listener in listeners:
@@ -253,7 +309,12 @@ def parse_binding(binding: str) -> tuple[str, int]:
 
 
 async def _bind(
-    binding: str, setting: str, connected: Connected, *, ssl_context: ssl.SSLContext | None
+    binding: str,
+    setting: str,
+    connected: Connected,
+    *,
+    ssl_context: ssl.SSLContext | None,
+    reuse_port: bool,
 ) -> asyncio.Server:
     host, port = parse_binding(binding)
     try:
@@ -265,6 +326,7 @@ async def _bind(
             ssl_handshake_timeout=30 if ssl_context else None,
             backlog=1024,
             reuse_address=True,
+            reuse_port=reuse_port,
         )
     except OSError as error:
         raise _listen_error(error, binding, setting) from None
