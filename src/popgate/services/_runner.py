@@ -154,18 +154,9 @@ async def _start_workers(service: ServiceInfo, count: int) -> list[asyncio.subpr
     """Start ``count`` worker copies of this service process."""
     # Only the service's main process speaks to its supervisor.
     environment = {key: value for key, value in os.environ.items() if key != "NOTIFY_SOCKET"}
+    command = [sys.executable, "-m", "popgate.cli", "service", "run", service.name, "--worker"]
     workers = [
-        await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "popgate.cli",
-            "service",
-            "run",
-            service.name,
-            "--worker",
-            env=environment,
-        )  # fmt: skip
-        for _ in range(count)
+        await asyncio.create_subprocess_exec(*command, env=environment) for _ in range(count)
     ]
     logger.info("started %d worker processes: %s", count, ", ".join(str(w.pid) for w in workers))
     return workers
