@@ -518,3 +518,26 @@ def test_worker_processes_share_the_ports_and_stop_together(
     frontend.terminate()
     assert frontend.wait(timeout=60) == 0
     assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+
+
+def test_max_command_size_and_idle_timeout_after_login(
+    installation: Installation, tmp_path: Path
+) -> None:
+    installation.add_mailbox("alice", PASSWORD)
+    installation.import_messages("alice", MESSAGES, tmp_path / "eml")
+    installation.set("MaxCommandSize", "40", "AuthenticatedConnectionTimeout", "00:00:30")
+    installation.start_backend()
+    installation.start_frontend()
+    client = ssl_session(installation)
+    assert "too long" in refusal(lambda: command(client, "USER " + "a" * 60))
+    login(client)
+    client.dele(1)
+    started = time.monotonic()
+    with pytest.raises((poplib.error_proto, OSError, EOFError)):  # noqa: PT012 - wait it out
+        time.sleep(33)
+        client.stat()
+    assert time.monotonic() - started < 45
+    client.close()
+    again = login(ssl_session(installation))
+    assert again.stat()[0] == len(MESSAGES)  # closed by the timer: no UPDATE
+    again.quit()

@@ -415,3 +415,13 @@ def test_events_normalise_and_are_hashable() -> None:
     assert MultiLine(status=Ok(), lines=["a"]) == MultiLine(status=Ok(), lines=("a",))  # type: ignore[arg-type]
     assert len({Retr(msg=1), Retr(msg=1), Ok(), Err()}) == 3
     assert "pencil" not in repr(Pass(password="pencil"))
+
+
+def test_a4_the_command_size_limit_can_be_changed_between_commands() -> None:
+    server = server_in(State.TRANSACTION)
+    server.max_command_size = 40
+    event = one_event(server, b"UIDL " + b"1" * 60 + b"\r\n")
+    assert isinstance(event, BadCommand)
+    assert event.reply.text == "Command line too long."
+    with pytest.raises(ValueError, match="at least"):
+        server.max_command_size = 10

@@ -108,6 +108,20 @@ class ServerConnection:
         return self._utf8
 
     @property
+    def max_command_size(self) -> int:
+        """The longest command line accepted now, CRLF included."""
+        return self._max_command_size
+
+    @max_command_size.setter
+    def max_command_size(self, size: int) -> None:
+        # A back end accepts a front end's long internal lines (XCLIENT, AUTH) at first and
+        # applies the client's limit once the session is proxied.
+        if size < MIN_COMMAND_SIZE:
+            raise ValueError(f"max_command_size must be at least {MIN_COMMAND_SIZE}")
+        self._max_command_size = size
+        self._hard_limit = max(size, self._max_sasl_line)
+
+    @property
     def pending(self) -> Command | BadCommand | None:
         """The command (or ``BadCommand``) awaiting a reply, or ``None``."""
         return self._pending

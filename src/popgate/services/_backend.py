@@ -76,6 +76,8 @@ logger = logging.getLogger("popgate.backend")
 #: contain "/", so the two cannot collide.
 FRONTEND_PRINCIPAL_PREFIX = "frontend/"
 
+#: Longest line before login: Exchange's upper bound for MaxCommandSize.
+INTERNAL_COMMAND_SIZE = 1024
 LOGON_FAILURE = "Logon failure: unknown user name or bad password."
 SIGN_OFF = "Microsoft Exchange Server POP3 server signing off."
 NO_SUCH_MESSAGE = "No such message."
@@ -106,7 +108,10 @@ class BackendSession(SessionDriver):
         super().__init__(
             reader,
             writer,
-            ServerConnection(max_command_size=settings.max_command_size, tls_active=tls_active),
+            # MaxCommandSize is the Client Access server's setting (Exchange): before login the
+            # peer is usually a front end, whose XCLIENT and AUTH lines may be longer than a
+            # small client limit, so the limit applies from TRANSACTION on.
+            ServerConnection(max_command_size=INTERNAL_COMMAND_SIZE, tls_active=tls_active),
             SessionTimers(
                 pre_authenticated=settings.pre_authenticated_connection_timeout.total_seconds(),
                 authenticated=settings.authenticated_connection_timeout.total_seconds(),
@@ -332,6 +337,7 @@ class BackendSession(SessionDriver):
         except MailboxLocked:
             return Err("The mailbox is in use by another session.", ResponseCode.IN_USE)
         self.mailbox, self.maildrop = mailbox, maildrop
+        self.connection.max_command_size = self.config.settings.max_command_size
         messages = maildrop.messages
         if self.config.settings.message_retrieval_sort_order is SortOrder.DESCENDING:
             messages = tuple(reversed(messages))
