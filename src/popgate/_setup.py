@@ -57,7 +57,8 @@ async def run_setup(home: Home, *, roles: Collection[Role] | None = None) -> Set
     home.secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     config = home.read_config() if not created else {}
     fqdn = config.get("fqdn") or socket.getfqdn()
-    server_name = config.get("server") or socket.gethostname().split(".")[0]
+    # The directory keeps server names in lower case (they are DNS labels).
+    server_name = (config.get("server") or socket.gethostname().split(".")[0]).lower()
     config.setdefault("server", server_name)
     config.setdefault("fqdn", fqdn)
     config.setdefault("directory_url", home.default_directory_url)

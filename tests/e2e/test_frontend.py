@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import trustme
 
+from popgate.home import Home
 from popgate.protocol import ScramSha256Client, to_crlf
-from tests.e2e.conftest import Installation, insecure_client_context
+from tests.e2e.conftest import Installation, free_port, insecure_client_context
 from tests.e2e.test_backend import MESSAGES, PASSWORD, command, refusal
 
 
@@ -316,8 +317,11 @@ def test_connection_limits(installation: Installation) -> None:
     login(first)
     second.user("alice")
     assert "Too many sessions for this user" in refusal(lambda: second.pass_(PASSWORD))
+    # Over a limit the connection is closed after the reply.
+    with pytest.raises((poplib.error_proto, OSError, EOFError)):
+        second.noop()
+    second.close()
     first.quit()
-    second.quit()
     assert "MaxConnectionFromSingleIP" in installation.frontend_log()
 
 
@@ -541,3 +545,46 @@ def test_max_command_size_and_idle_timeout_after_login(
     again = login(ssl_session(installation))
     assert again.stat()[0] == len(MESSAGES)  # closed by the timer: no UPDATE
     again.quit()
+
+
+def test_quit_through_the_front_end_ends_with_tls_close_notify(both: Installation) -> None:
+    with (
+        socket.create_connection(("127.0.0.1", both.ssl_port)) as raw,
+        insecure_client_context().wrap_socket(raw, suppress_ragged_eofs=False) as tls,
+    ):
+        tls.sendall(f"USER alice\r\nPASS {PASSWORD}\r\nQUIT\r\n".encode())
+        received = b""
+        # Without close_notify this raises SSLEOFError instead of returning b"".
+        while chunk := tls.recv(4096):
+            received += chunk
+        assert received.endswith(b"signing off.\r\n")
+
+
+def test_a_mailbox_on_another_mailbox_server_is_reached_over_tls(
+    installation: Installation, tmp_path: Path
+) -> None:
+    # A second Mailbox server, "mbx2", with its own data directory and store, sharing this
+    # computer's directory, as two computers share one (here both on loopback).
+    other_root = tmp_path / "mbx2"
+    shared_directory = installation.layout.read_config()["directory_url"]
+    Home(other_root).write_config(
+        {"server": "mbx2", "fqdn": "localhost", "directory_url": shared_directory}
+    )
+    other = Installation(home=other_root, env=dict(installation.env, POPGATE_HOME=str(other_root)))
+    try:
+        other.popgate("setup", "--roles", "Mailbox")
+        other.backend_port = free_port()
+        other.set("ProxyTargetPort", str(other.backend_port))
+        other.add_mailbox("bob", PASSWORD)
+        other.import_messages("bob", MESSAGES[:2], tmp_path / "eml")
+        other.start_backend()
+        # Only this computer's front end runs here; its own backend is not even started.
+        installation.start_frontend()
+        client = login(ssl_session(installation), "bob")
+        _, lines, _ = client.retr(2)
+        assert b"".join(line + b"\r\n" for line in lines) == to_crlf(MESSAGES[1])
+        client.quit()
+        assert "front end" in other.backend_log()
+        assert "proxies bob" in other.backend_log()
+    finally:
+        other.stop_all()

@@ -163,6 +163,8 @@ class FrontendSession(SessionDriver):
         self.client_address = self.peer.rpartition(":")[0].strip("[]") or self.peer
         self.user_counted: str | None = None
         self.backend: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        #: Set when a limit was hit: the reply is sent, then the connection is closed.
+        self.close_after_reply = False
 
     def greeting(self) -> Ok:
         """The banner from the effective settings."""
@@ -342,6 +344,7 @@ class FrontendSession(SessionDriver):
                 self.session_id,
                 mailbox.name,
             )
+            self.close_after_reply = True
             return Err(
                 "Too many sessions for this user; close another one first.",
                 ResponseCode.SYS_TEMP,
@@ -436,6 +439,8 @@ class FrontendSession(SessionDriver):
 
     async def hand_off(self) -> bool:
         """Once logged on, relay the rest of the session to the backend byte for byte."""
+        if self.close_after_reply:
+            return True
         if self.backend is None:
             return False
         backend_reader, backend_writer = self.backend
