@@ -51,6 +51,33 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float) -
     raise TimeoutError(f"nothing listens on port {port} after {timeout} s")
 
 
+def run_mpop(
+    port: int, *, starttls: bool, user: str, password: str, folder: Path
+) -> tuple[subprocess.CompletedProcess[str], bytes]:
+    """Fetch a mailbox with mpop (SCRAM-SHA-256, keep, pipelined); its run and the mbox."""
+    rc = folder / "mpoprc"
+    rc.write_text("defaults\n")
+    rc.chmod(0o600)
+    mbox = folder / "out.mbox"
+    mbox.touch()
+    result = subprocess.run(
+        [
+            "mpop", "-C", str(rc), "-d", "--host=127.0.0.1", f"--port={port}", "--tls=on",
+            f"--tls-starttls={'on' if starttls else 'off'}", "--tls-certcheck=off",
+            "--auth=scram-sha-256", f"--user={user}", f"--passwordeval=echo '{password}'",
+            "--keep=on", "--only-new=off", f"--delivery=mbox,{mbox}",
+            f"--uidls-file={folder / 'uidls'}",
+        ],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    return result, mbox.read_bytes()
+
+
+def mbox_count(mbox: bytes) -> int:
+    """How many messages an mbox file holds."""
+    return mbox.count(b"\nFrom ") + mbox.startswith(b"From ")
+
+
 @dataclass
 class Installation:
     """A popgate data directory in a temporary folder, driven through the real CLI."""

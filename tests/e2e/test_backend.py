@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from popgate.protocol import ScramSha256Client, to_crlf
-from tests.e2e.conftest import Installation, insecure_client_context
+from tests.e2e.conftest import Installation, insecure_client_context, mbox_count, run_mpop
 
 PASSWORD = "correct horse battery staple"
 
@@ -237,26 +237,14 @@ def test_curl_auth_plain_list_and_retr(alice: Installation) -> None:
 
 
 def test_mpop_scram_sha_256_pipelined_retr(alice: Installation, tmp_path: Path) -> None:
-    rc = tmp_path / "mpoprc"
-    rc.write_text("defaults\n")
-    rc.chmod(0o600)
-    mbox = tmp_path / "out.mbox"
-    mbox.touch()
-    result = subprocess.run(
-        [
-            "mpop", "-C", str(rc), "-d", "--host=127.0.0.1", f"--port={alice.backend_port}",
-            "--tls=on", "--tls-starttls=off", "--tls-certcheck=off", "--auth=scram-sha-256",
-            "--user=alice", f"--passwordeval=echo '{PASSWORD}'", "--keep=on", "--only-new=off",
-            f"--delivery=mbox,{mbox}", f"--uidls-file={tmp_path / 'uidls'}",
-        ],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+    result, delivered = run_mpop(
+        alice.backend_port, starttls=False, user="alice", password=PASSWORD, folder=tmp_path
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "AUTH SCRAM-SHA-256" in result.stdout
     # mpop pipelines: several RETR commands go out before the first reply is read.
     assert "RETR 1" in result.stdout
-    delivered = mbox.read_bytes()
-    assert delivered.count(b"\nFrom ") + delivered.startswith(b"From ") == len(MESSAGES)
+    assert mbox_count(delivered) == len(MESSAGES)
     assert "Gr\u00fc\u00dfe".encode() in delivered
 
 

@@ -15,7 +15,13 @@ import trustme
 
 from popgate.home import Home
 from popgate.protocol import ScramSha256Client, to_crlf
-from tests.e2e.conftest import Installation, free_port, insecure_client_context
+from tests.e2e.conftest import (
+    Installation,
+    free_port,
+    insecure_client_context,
+    mbox_count,
+    run_mpop,
+)
 from tests.e2e.test_backend import MESSAGES, PASSWORD, command, refusal
 
 
@@ -137,25 +143,13 @@ def test_fetchmail_stls_uidl_keep_then_nothing_new(both: Installation, tmp_path:
 def test_mpop_scram_sha_256_over_stls_with_pipelined_retr(
     both: Installation, tmp_path: Path
 ) -> None:
-    rc = tmp_path / "mpoprc"
-    rc.write_text("defaults\n")
-    rc.chmod(0o600)
-    mbox = tmp_path / "out.mbox"
-    mbox.touch()
-    result = subprocess.run(
-        [
-            "mpop", "-C", str(rc), "-d", "--host=127.0.0.1", f"--port={both.plain_port}",
-            "--tls=on", "--tls-starttls=on", "--tls-certcheck=off", "--auth=scram-sha-256",
-            "--user=alice", f"--passwordeval=echo '{PASSWORD}'", "--keep=on", "--only-new=off",
-            f"--delivery=mbox,{mbox}", f"--uidls-file={tmp_path / 'uidls'}",
-        ],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+    result, delivered = run_mpop(
+        both.plain_port, starttls=True, user="alice", password=PASSWORD, folder=tmp_path
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "STLS" in result.stdout
     assert "AUTH SCRAM-SHA-256" in result.stdout
-    delivered = mbox.read_bytes()
-    assert delivered.count(b"\nFrom ") + delivered.startswith(b"From ") == len(MESSAGES)
+    assert mbox_count(delivered) == len(MESSAGES)
 
 
 def test_openssl_s_client_starttls_pop3(both: Installation) -> None:

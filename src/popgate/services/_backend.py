@@ -17,48 +17,33 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from popgate.directory import Directory, Mailbox, PopSettings, Server, SortOrder
-from popgate.net import SessionDriver, SessionTimers
+from popgate.net import SessionTimers
 from popgate.protocol import (
-    Auth,
     Capa,
-    Challenge,
     Command,
     Dele,
     Err,
     List,
-    LoginServer,
     MessageBody,
     MultiLine,
-    NeedScramCredentials,
     Noop,
     Ok,
-    Pass,
-    PlainServer,
     Quit,
     Reply,
     ResponseCode,
     Retr,
     Rset,
-    SaslCancel,
-    SaslChallenge,
-    SaslFailure,
-    SaslResponse,
-    SaslServer,
-    SaslStep,
-    SaslSuccess,
-    ScramSha256Server,
     ServerConnection,
     Stat,
     State,
     Stls,
     Top,
     Uidl,
-    User,
     Utf8,
-    VerifyPassword,
     Xclient,
     capabilities,
 )
+from popgate.services._login import LoginSession
 from popgate.store import (
     MailboxLocked,
     MailboxNotFound,
@@ -78,7 +63,6 @@ FRONTEND_PRINCIPAL_PREFIX = "frontend/"
 
 #: Longest line before login: Exchange's upper bound for MaxCommandSize.
 INTERNAL_COMMAND_SIZE = 1024
-LOGON_FAILURE = "Logon failure: unknown user name or bad password."
 SIGN_OFF = "Microsoft Exchange Server POP3 server signing off."
 NO_SUCH_MESSAGE = "No such message."
 
@@ -93,7 +77,7 @@ class BackendConfig:
     settings: PopSettings
 
 
-class BackendSession(SessionDriver):
+class BackendSession(LoginSession):
     """One session on MSExchangePOP3BE."""
 
     def __init__(
@@ -118,11 +102,9 @@ class BackendSession(SessionDriver):
             ),
         )
         self.config = config
+        self.directory = config.directory
         self.direct_logins = settings.allow_direct_backend_login
         self.client_attributes: dict[str, str] = {}
-        self.pending_user: str | None = None
-        self.mechanism: SaslServer | None = None
-        self.scram_mailbox: Mailbox | None = None
         self.mailbox: Mailbox | None = None
         self.maildrop: MailboxSession | None = None
         self.messages: Sequence[MessageInfo] = ()
@@ -134,6 +116,8 @@ class BackendSession(SessionDriver):
 
     async def handle(self, command: Command) -> Reply:
         """Answer one command; the engine has already checked that it is valid now."""
+        if (login_reply := await self.handle_login(command)) is not None:
+            return login_reply
         match command:
             case Capa():
                 return MultiLine(status=Ok("Capability list follows"), lines=self._capabilities())
@@ -148,22 +132,6 @@ class BackendSession(SessionDriver):
                 return Ok()
             case Stls():
                 return Err("STLS is not offered by the POP3 Backend service.")
-            case User(name=name):
-                if not self.direct_logins:
-                    return self._direct_logins_disabled()
-                self.pending_user = name
-                return Ok()
-            case Pass(password=password):
-                user, self.pending_user = self.pending_user or "", None
-                return await self._verify_password(authcid=user, authzid="", password=password)
-            case Auth(mechanism=name, initial_response=initial):
-                return await self._start_sasl(name, initial)
-            case SaslResponse(data=data):
-                assert self.mechanism is not None
-                return await self._sasl_step(self.mechanism.step(data))
-            case SaslCancel():
-                self.mechanism = None
-                return Err("Authentication cancelled.")
             case Stat():
                 count, size = self._totals()
                 return Ok(f"{count} {size}")
@@ -224,14 +192,15 @@ class BackendSession(SessionDriver):
 
     # -- AUTHORIZATION -------------------------------------------------------------------
 
+    def mechanisms(self) -> list[str]:
+        """PLAIN for front ends; LOGIN and SCRAM-SHA-256 too when users may log in directly."""
+        return ["PLAIN", "LOGIN", "SCRAM-SHA-256"] if self.direct_logins else ["PLAIN"]
+
     def _capabilities(self) -> tuple[str, ...]:
-        mechanisms = ["PLAIN"]
-        if self.direct_logins:
-            mechanisms += ["LOGIN", "SCRAM-SHA-256"]
         return capabilities(
             stls=False,
             user=self.direct_logins,
-            sasl=mechanisms,
+            sasl=self.mechanisms(),
             implementation="popgate MSExchangePOP3BE",
         )
 
@@ -242,86 +211,40 @@ class BackendSession(SessionDriver):
             ResponseCode.SYS_PERM,
         )
 
-    async def _start_sasl(self, name: str, initial: bytes | None) -> Reply:
-        mechanism: SaslServer
-        if name == "PLAIN":
-            mechanism = PlainServer()
-        elif name == "LOGIN" and self.direct_logins:
-            mechanism = LoginServer()
-        elif name == "SCRAM-SHA-256" and self.direct_logins:
-            mechanism = ScramSha256Server()
-        else:
-            return Err(f"Unsupported authentication mechanism {name[:40]}.")
-        self.mechanism = mechanism
-        return await self._sasl_step(mechanism.step(initial))
+    def user_refusal(self) -> Err | None:
+        """USER is for direct logins only."""
+        return None if self.direct_logins else self._direct_logins_disabled()
 
-    async def _sasl_step(self, step: SaslStep) -> Reply:
-        match step:
-            case SaslChallenge(data=data):
-                return Challenge(data)
-            case VerifyPassword(authzid=authzid, authcid=authcid, password=password):
-                self.mechanism = None
-                return await self._verify_password(
-                    authcid=authcid, authzid=authzid, password=password
-                )
-            case NeedScramCredentials(authcid=authcid):
-                assert self.mechanism is not None
-                found = await self.config.directory.scram_credentials(authcid)
-                self.scram_mailbox = found[0] if found else None
-                return await self._sasl_step(
-                    self.mechanism.provide_credentials(found[1] if found else None)
-                )
-            case SaslSuccess(authzid=authzid):
-                self.mechanism = None
-                mailbox, self.scram_mailbox = self.scram_mailbox, None
-                if mailbox is None or (authzid and authzid.casefold() != mailbox.name.casefold()):
-                    return self._logon_failure("SCRAM identity mismatch")
-                return await self._open_maildrop(mailbox)
-            case SaslFailure(reason=reason):
-                self.mechanism = None
-                return self._logon_failure(reason)
-        raise AssertionError(f"unexpected SASL step {step!r}")
-
-    async def _verify_password(self, *, authcid: str, authzid: str, password: str) -> Reply:
-        directory = self.config.directory
-        if authcid.startswith(FRONTEND_PRINCIPAL_PREFIX):
-            frontend = authcid.removeprefix(FRONTEND_PRINCIPAL_PREFIX)
-            if not await directory.verify_proxy_secret(frontend, password):
-                return self._logon_failure(f"bad proxy secret for front end {frontend!r}")
-            mailbox = await directory.get_mailbox(authzid) if authzid else None
-            if mailbox is None:
-                return self._logon_failure(f"front end {frontend!r} named unknown mailbox")
-            client = self.client_attributes.get("ADDR", "?")
-            self.log.info(
-                "session %s: front end %s proxies %s for client %s",
-                self.session_id,
-                frontend,
-                mailbox.name,
-                client,
-            )
-            return await self._open_maildrop(mailbox)
-        if not self.direct_logins:
+    def unsupported_mechanism(self, name: str) -> Err:
+        """LOGIN and SCRAM-SHA-256 exist here only for direct logins."""
+        if name in ("LOGIN", "SCRAM-SHA-256"):
             return self._direct_logins_disabled()
-        found = await directory.verify_password(authcid, password)
-        if found is None:
-            return self._logon_failure("bad credentials")
-        if authzid and authzid.casefold() not in (found.name.casefold(), found.address.casefold()):
-            return self._logon_failure(f"{found.name} may not act as {authzid!r}")
-        return await self._open_maildrop(found)
+        return super().unsupported_mechanism(name)
 
-    def _logon_failure(self, reason: str) -> Err:
-        self.log.info("session %s: logon failure from %s: %s", self.session_id, self.peer, reason)
-        return Err(LOGON_FAILURE, ResponseCode.AUTH)
+    async def password_login(self, authcid: str, authzid: str, password: str) -> Reply:
+        """A trusted front end (``frontend/<server>``) or, when allowed, a mailbox user."""
+        if not authcid.startswith(FRONTEND_PRINCIPAL_PREFIX):
+            if not self.direct_logins:
+                return self._direct_logins_disabled()
+            return await super().password_login(authcid, authzid, password)
+        frontend = authcid.removeprefix(FRONTEND_PRINCIPAL_PREFIX)
+        if not await self.directory.verify_proxy_secret(frontend, password):
+            return await self.logon_failure(authcid, "bad proxy secret")
+        mailbox = await self.directory.get_mailbox(authzid) if authzid else None
+        if mailbox is None:
+            return await self.logon_failure(authcid, f"unknown mailbox {authzid[:64]!r}")
+        client = self.client_attributes.get("ADDR", "?")
+        self.log.info(
+            "session %s: front end %s proxies %s for client %s",
+            self.session_id,
+            frontend,
+            mailbox.name,
+            client,
+        )
+        return await self.authorize(mailbox)
 
-    async def _open_maildrop(self, mailbox: Mailbox) -> Reply:
-        if mailbox.is_administrator:
-            # Exchange never lets the Administrator account log on through POP3.
-            return self._logon_failure("the Administrator account cannot use POP3")
-        if not mailbox.pop_enabled:
-            return Err(
-                "POP3 access is disabled for this mailbox; ask an administrator to enable it.",
-                ResponseCode.SYS_PERM,
-            )
+    async def authenticated(self, mailbox: Mailbox) -> Reply:
+        """Open the maildrop under its lock."""
         if mailbox.server is not None and mailbox.server != self.config.server.name:
             return Err(
                 f"This mailbox is held by server {mailbox.server}, not this one.",

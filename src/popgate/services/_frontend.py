@@ -19,44 +19,30 @@ from dataclasses import dataclass, field
 
 from popgate.directory import Directory, LoginType, Mailbox, PopSettings, Server
 from popgate.home import Home
-from popgate.net import SessionDriver, SessionTimers
+from popgate.net import SessionTimers
 from popgate.protocol import (
     Auth,
     Capa,
-    Challenge,
     ClientConnection,
     Command,
     ConnectionClosed,
     Err,
-    LoginServer,
     MultiLine,
-    NeedScramCredentials,
     Noop,
     Ok,
-    Pass,
-    PlainServer,
     Quit,
     Reply,
     ResponseCode,
-    SaslCancel,
-    SaslChallenge,
-    SaslFailure,
-    SaslResponse,
-    SaslServer,
-    SaslStep,
-    SaslSuccess,
-    ScramSha256Server,
     ServerConnection,
     Signal,
     Stls,
-    User,
     Utf8,
-    VerifyPassword,
     Xclient,
     capabilities,
     plain_initial_response,
 )
-from popgate.services._backend import FRONTEND_PRINCIPAL_PREFIX, LOGON_FAILURE, SIGN_OFF
+from popgate.services._backend import FRONTEND_PRINCIPAL_PREFIX, SIGN_OFF
+from popgate.services._login import LOGON_FAILURE, LoginSession
 from popgate.services._throttle import LoginThrottle
 
 __all__ = ["ConnectionLimits", "FrontendConfig", "FrontendSession"]
@@ -132,7 +118,7 @@ class FrontendConfig:
     throttle: LoginThrottle
 
 
-class FrontendSession(SessionDriver):
+class FrontendSession(LoginSession):
     """One client session on MSExchangePOP3, up to the hand-off to the backend."""
 
     def __init__(
@@ -154,12 +140,9 @@ class FrontendSession(SessionDriver):
             ),
         )
         self.config = config
+        self.directory = config.directory
         if not implicit_tls:
             self.tls_context = config.tls
-        self.pending_user: str | None = None
-        self.mechanism: SaslServer | None = None
-        self.scram_mailbox: Mailbox | None = None
-        self.sasl_user = ""
         self.client_address = self.peer.rpartition(":")[0].strip("[]") or self.peer
         self.user_counted: str | None = None
         self.backend: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
@@ -188,7 +171,8 @@ class FrontendSession(SessionDriver):
             or self.config.settings.login_type is not LoginType.SECURE_LOGIN
         )
 
-    def _mechanisms(self) -> list[str]:
+    def mechanisms(self) -> list[str]:
+        """What LoginType allows on this connection now."""
         mechanisms = []
         if self._cleartext_allowed:
             mechanisms += ["PLAIN", "LOGIN"]
@@ -203,12 +187,14 @@ class FrontendSession(SessionDriver):
 
     async def handle(self, command: Command) -> Reply:
         """Answer a command of the AUTHORIZATION phase (the backend answers the rest)."""
+        if (login_reply := await self.handle_login(command)) is not None:
+            return login_reply
         match command:
             case Capa():
                 lines = capabilities(
                     stls=not self.connection.tls_active,
                     user=self._cleartext_allowed,
-                    sasl=self._mechanisms(),
+                    sasl=self.mechanisms(),
                     implementation="popgate MSExchangePOP3",
                 )
                 return MultiLine(status=Ok("Capability list follows"), lines=lines)
@@ -225,78 +211,19 @@ class FrontendSession(SessionDriver):
             case Xclient():
                 # Only front ends may say who the client is, and clients are not front ends.
                 return Err("Command is not valid in this state.")
-            case User(name=name):
-                if not self._cleartext_allowed:
-                    return self._tls_required()
-                self.pending_user = name
-                return Ok()
-            case Pass(password=password):
-                user, self.pending_user = self.pending_user or "", None
-                return await self._verify_password(user, "", password)
-            case Auth(mechanism=name, initial_response=initial):
-                return await self._start_sasl(name, initial)
-            case SaslResponse(data=data):
-                assert self.mechanism is not None
-                return await self._sasl_step(self.mechanism.step(data))
-            case SaslCancel():
-                self.mechanism = None
-                return Err("Authentication cancelled.")
         return Err("Command is not valid in this state.")
 
-    async def _start_sasl(self, name: str, initial: bytes | None) -> Reply:
-        if name not in self._mechanisms():
-            if not self._any_login_allowed or name in ("PLAIN", "LOGIN"):
-                return self._tls_required()
-            return Err(f"Unsupported authentication mechanism {name[:40]}.")
-        mechanism: SaslServer
-        if name == "PLAIN":
-            mechanism = PlainServer()
-        elif name == "LOGIN":
-            mechanism = LoginServer()
-        else:
-            mechanism = ScramSha256Server()
-        self.mechanism = mechanism
-        return await self._sasl_step(mechanism.step(initial))
+    def user_refusal(self) -> Err | None:
+        """USER only where LoginType allows a clear-text password."""
+        return None if self._cleartext_allowed else self._tls_required()
 
-    async def _sasl_step(self, step: SaslStep) -> Reply:
-        match step:
-            case SaslChallenge(data=data):
-                return Challenge(data)
-            case VerifyPassword(authzid=authzid, authcid=authcid, password=password):
-                self.mechanism = None
-                return await self._verify_password(authcid, authzid, password)
-            case NeedScramCredentials(authcid=authcid):
-                assert self.mechanism is not None
-                self.sasl_user = authcid
-                if locked := self._locked_out(authcid):
-                    self.mechanism = None
-                    return locked
-                found = await self.config.directory.scram_credentials(authcid)
-                self.scram_mailbox = found[0] if found else None
-                credentials = found[1] if found else None
-                return await self._sasl_step(self.mechanism.provide_credentials(credentials))
-            case SaslSuccess(authzid=authzid):
-                self.mechanism = None
-                mailbox, self.scram_mailbox = self.scram_mailbox, None
-                if mailbox is None or not _may_act_as(mailbox, authzid):
-                    return await self._logon_failure(self.sasl_user, "authzid")
-                return await self._log_on(mailbox)
-            case SaslFailure(reason=reason):
-                self.mechanism = None
-                return await self._logon_failure(self.sasl_user or "?", reason)
-        raise AssertionError(f"unexpected SASL step {step!r}")
+    def unsupported_mechanism(self, name: str) -> Err:
+        """Before TLS, password mechanisms are refused for want of TLS, not as unknown."""
+        if not self._any_login_allowed or name in ("PLAIN", "LOGIN"):
+            return self._tls_required()
+        return super().unsupported_mechanism(name)
 
-    async def _verify_password(self, authcid: str, authzid: str, password: str) -> Reply:
-        if locked := self._locked_out(authcid):
-            return locked
-        mailbox = await self.config.directory.verify_password(authcid, password)
-        if mailbox is None:
-            return await self._logon_failure(authcid, "bad credentials")
-        if not _may_act_as(mailbox, authzid):
-            return await self._logon_failure(authcid, f"may not act as {authzid!r}")
-        return await self._log_on(mailbox)
-
-    def _locked_out(self, user: str) -> Err | None:
+    def locked_out(self, user: str) -> Err | None:
         """[LOGIN-DELAY] without checking credentials, while a run of failures lasts."""
         wait = self.config.throttle.locked_for(self.client_address, user)
         if wait <= 0:
@@ -313,7 +240,7 @@ class FrontendSession(SessionDriver):
             f"Too many failed logins; try again in {seconds} seconds.", ResponseCode.LOGIN_DELAY
         )
 
-    async def _logon_failure(self, user: str, reason: str) -> Err:
+    async def logon_failure(self, user: str, reason: str) -> Err:
         # One line a fail2ban filter can match (contrib/fail2ban); user names are escaped.
         self.log.warning(
             "authentication failure: rhost=%s user=%r session=%s reason=%s",
@@ -326,17 +253,9 @@ class FrontendSession(SessionDriver):
         await asyncio.sleep(self.config.throttle.failed(self.client_address, user))
         return Err(LOGON_FAILURE, ResponseCode.AUTH)
 
-    async def _log_on(self, mailbox: Mailbox) -> Reply:
-        if mailbox.is_administrator:
-            return await self._logon_failure(
-                mailbox.name, "the Administrator account cannot use POP3"
-            )
+    async def authenticated(self, mailbox: Mailbox) -> Reply:
+        """Count the session against MaxConnectionsPerUser and open it on the backend."""
         self.config.throttle.succeeded(mailbox.name)
-        if not mailbox.pop_enabled:
-            return Err(
-                "POP3 access is disabled for this mailbox; ask an administrator to enable it.",
-                ResponseCode.SYS_PERM,
-            )
         limits = self.config.limits
         if not limits.admit_user(mailbox.name):
             self.log.info(

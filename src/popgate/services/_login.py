@@ -1,0 +1,186 @@
+"""The AUTHORIZATION phase both POP3 services share: USER/PASS and SASL against the directory.
+
+A service subclasses :class:`LoginSession` and says which mechanisms are allowed now, what a
+verified mailbox leads to (:meth:`LoginSession.authenticated`), and, where it needs to, how
+failures are paced (:meth:`LoginSession.logon_failure`, :meth:`LoginSession.locked_out`).
+"""
+
+from __future__ import annotations
+
+from popgate.directory import Directory, Mailbox
+from popgate.net import SessionDriver
+from popgate.protocol import (
+    Auth,
+    Challenge,
+    Command,
+    Err,
+    LoginServer,
+    NeedScramCredentials,
+    Ok,
+    Pass,
+    PlainServer,
+    Reply,
+    ResponseCode,
+    SaslCancel,
+    SaslChallenge,
+    SaslFailure,
+    SaslResponse,
+    SaslServer,
+    SaslStep,
+    SaslSuccess,
+    ScramSha256Server,
+    User,
+    VerifyPassword,
+)
+
+__all__ = ["LOGON_FAILURE", "LoginSession", "policy_refusal"]
+
+#: Exchange's reply to bad credentials; unknown users get exactly the same.
+LOGON_FAILURE = "Logon failure: unknown user name or bad password."
+
+
+def policy_refusal(mailbox: Mailbox) -> Err | None:
+    """Why a mailbox whose credentials are right may still not use POP3, or None."""
+    if mailbox.is_administrator:
+        # Exchange never lets the Administrator account log on through POP3; say no more
+        # than for bad credentials.
+        return Err(LOGON_FAILURE, ResponseCode.AUTH)
+    if not mailbox.pop_enabled:
+        # Not a credentials problem, so not [AUTH] (RFC 3206 AUTH-RESP-CODE).
+        return Err(
+            "POP3 access is disabled for this mailbox; ask an administrator to enable it.",
+            ResponseCode.SYS_PERM,
+        )
+    return None
+
+
+def may_act_as(mailbox: Mailbox, authzid: str) -> bool:
+    """RFC 4616: an authorization identity other than the user's own is refused."""
+    return not authzid or authzid.casefold() in (
+        mailbox.name.casefold(),
+        mailbox.address.casefold(),
+    )
+
+
+class LoginSession(SessionDriver):
+    """USER/PASS and AUTH (PLAIN, LOGIN, SCRAM-SHA-256) for a POP3 service."""
+
+    directory: Directory
+    pending_user: str | None = None
+    mechanism: SaslServer | None = None
+    scram_mailbox: Mailbox | None = None
+    sasl_user: str = ""
+
+    def mechanisms(self) -> list[str]:
+        """The SASL mechanisms allowed on this connection now, as CAPA lists them."""
+        raise NotImplementedError
+
+    def user_refusal(self) -> Err | None:
+        """Why USER is not allowed now, or None."""
+        return None
+
+    async def password_login(self, authcid: str, authzid: str, password: str) -> Reply:
+        """Check a password (USER/PASS, PLAIN, LOGIN) and log the mailbox on."""
+        if locked := self.locked_out(authcid):
+            return locked
+        mailbox = await self.directory.verify_password(authcid, password)
+        if mailbox is None:
+            return await self.logon_failure(authcid, "bad credentials")
+        if not may_act_as(mailbox, authzid):
+            return await self.logon_failure(authcid, f"may not act as {authzid[:64]!r}")
+        return await self.authorize(mailbox)
+
+    async def authenticated(self, mailbox: Mailbox) -> Reply:
+        """The credentials are right and policy allows the mailbox: what happens now."""
+        raise NotImplementedError
+
+    def locked_out(self, user: str) -> Err | None:
+        """A refusal without checking credentials (brute-force lockout), or None."""
+        del user
+        return None
+
+    async def logon_failure(self, user: str, reason: str) -> Err:
+        """Log a failed login and return the reply for it."""
+        self.log.info(
+            "session %s: logon failure from %s for %r: %s",
+            self.session_id,
+            self.peer,
+            user[:64],
+            reason,
+        )
+        return Err(LOGON_FAILURE, ResponseCode.AUTH)
+
+    async def handle_login(self, command: Command) -> Reply | None:
+        """Answer USER, PASS, AUTH and SASL lines; None for any other command."""
+        match command:
+            case User(name=name):
+                if refusal := self.user_refusal():
+                    return refusal
+                self.pending_user = name
+                return Ok()
+            case Pass(password=password):
+                user, self.pending_user = self.pending_user or "", None
+                return await self.password_login(user, "", password)
+            case Auth(mechanism=name, initial_response=initial):
+                return await self._start_sasl(name, initial)
+            case SaslResponse(data=data):
+                assert self.mechanism is not None
+                return await self._sasl_step(self.mechanism.step(data))
+            case SaslCancel():
+                self.mechanism = None
+                return Err("Authentication cancelled.")
+        return None
+
+    def unsupported_mechanism(self, name: str) -> Err:
+        """The reply to AUTH with a mechanism not allowed now."""
+        return Err(f"Unsupported authentication mechanism {name[:40]}.")
+
+    async def _start_sasl(self, name: str, initial: bytes | None) -> Reply:
+        if name not in self.mechanisms():
+            return self.unsupported_mechanism(name)
+        mechanism: SaslServer
+        if name == "PLAIN":
+            mechanism = PlainServer()
+        elif name == "LOGIN":
+            mechanism = LoginServer()
+        else:
+            mechanism = ScramSha256Server()
+        self.mechanism = mechanism
+        return await self._sasl_step(mechanism.step(initial))
+
+    async def _sasl_step(self, step: SaslStep) -> Reply:
+        match step:
+            case SaslChallenge(data=data):
+                return Challenge(data)
+            case VerifyPassword(authzid=authzid, authcid=authcid, password=password):
+                self.mechanism = None
+                return await self.password_login(authcid, authzid, password)
+            case NeedScramCredentials(authcid=authcid):
+                assert self.mechanism is not None
+                self.sasl_user = authcid
+                if locked := self.locked_out(authcid):
+                    self.mechanism = None
+                    return locked
+                found = await self.directory.scram_credentials(authcid)
+                self.scram_mailbox = found[0] if found else None
+                credentials = found[1] if found else None
+                return await self._sasl_step(self.mechanism.provide_credentials(credentials))
+            case SaslSuccess(authzid=authzid):
+                self.mechanism = None
+                mailbox, self.scram_mailbox = self.scram_mailbox, None
+                if mailbox is None or not may_act_as(mailbox, authzid):
+                    return await self.logon_failure(self.sasl_user, "authzid")
+                return await self.authorize(mailbox)
+            case SaslFailure(reason=reason):
+                self.mechanism = None
+                return await self.logon_failure(self.sasl_user or "?", reason)
+        raise AssertionError(f"unexpected SASL step {step!r}")
+
+    async def authorize(self, mailbox: Mailbox) -> Reply:
+        """Apply policy to a mailbox whose credentials are right, then :meth:`authenticated`."""
+        refusal = policy_refusal(mailbox)
+        if refusal is not None:
+            if refusal.code is ResponseCode.AUTH:
+                return await self.logon_failure(mailbox.name, "policy: Administrator")
+            return refusal
+        return await self.authenticated(mailbox)
