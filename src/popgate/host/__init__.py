@@ -1,0 +1,8 @@
+"""The service host: popgate's service control manager, one per computer."""
+
+from __future__ import annotations
+
+from popgate.host._process import ServiceProcess
+from popgate.host._states import ServiceState, StartupType
+
+__all__ = ["ServiceProcess", "ServiceState", "StartupType"]
