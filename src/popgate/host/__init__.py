@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+from popgate.host._host import Host, ServiceControlError
 from popgate.host._process import ServiceProcess
+from popgate.host._recovery import RecoveryAction, RecoveryPolicy, RecoveryStep
 from popgate.host._states import ServiceState, StartupType
 
-__all__ = ["ServiceProcess", "ServiceState", "StartupType"]
+__all__ = [
+    "Host",
+    "RecoveryAction",
+    "RecoveryPolicy",
+    "RecoveryStep",
+    "ServiceControlError",
+    "ServiceProcess",
+    "ServiceState",
+    "StartupType",
+]

@@ -64,6 +64,10 @@ class ServiceProcess:
             return None
         return self._process.pid
 
+    def current_state(self) -> ServiceState:
+        """The state now: a call, so that code awaiting in between reads it afresh."""
+        return self.state
+
     def _set(self, state: ServiceState) -> None:
         self.state = state
         self.since = datetime.datetime.now(datetime.UTC)
@@ -168,6 +172,13 @@ class ServiceProcess:
             self.last_error = f"did not stop within {grace:.0f} s and was killed"
             process.kill()
             await self._exited.wait()
+
+    def mark_failed(self) -> str:
+        """The process ended while Running: Stopped, with the reason recorded and returned."""
+        status = self._process.returncode if self._process else None
+        self.last_error = f"the service process ended unexpectedly (status {status})"
+        self._set(ServiceState.STOPPED)
+        return self.last_error
 
     async def wait_exit(self) -> int | None:
         """Wait until the service process ends; its exit status."""
