@@ -36,9 +36,8 @@ ERROR_SERVICE_NOT_ACTIVE = 1062
 class Host:
     """Owns one :class:`ServiceProcess` per service installed on this computer.
 
-    Startup types live in ``services.json`` in the run folder's parent (the data directory):
-    they belong to this computer, like the Windows service configuration. Both POP3 services
-    install as Manual.
+    Startup types live in ``services.json`` in the data directory: they belong to this
+    computer, like the Windows service configuration. Both POP3 services install as Manual.
     """
 
     def __init__(
