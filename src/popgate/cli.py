@@ -24,6 +24,7 @@ from popgate.directory import (
     PopSettings,
     Role,
     format_setting,
+    parse_bool,
     validate_domain,
 )
 from popgate.home import Home, HomeNotSetUpError
@@ -217,20 +218,11 @@ def cmd_mailbox_set_password(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_bool(text: str) -> bool:
-    value = text.strip().casefold().removeprefix("$")
-    if value in ("true", "yes", "1"):
-        return True
-    if value in ("false", "no", "0"):
-        return False
-    raise CommandError(f"expected $true or $false, got {text!r}")
-
-
 def cmd_mailbox_set(args: argparse.Namespace) -> int:
     """Change a mailbox's settings (Set-CASMailbox)."""
     if args.pop_enabled is None:
         raise CommandError("nothing to change; give --pop-enabled $true|$false")
-    enabled = _parse_bool(args.pop_enabled)
+    enabled = parse_bool(args.pop_enabled, "PopEnabled")
 
     async def change(directory: Directory) -> None:
         await directory.set_pop_enabled(args.name, enabled)

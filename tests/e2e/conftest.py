@@ -129,18 +129,25 @@ class Installation:
         """The data directory's paths."""
         return Home(self.home)
 
-    def start_backend(self) -> subprocess.Popen[bytes]:
-        """Start MSExchangePOP3BE and wait until it listens on ProxyTargetPort."""
-        with (self.home / "backend.log").open("ab") as log:
+    def _start(self, service: str, log_name: str, port: int) -> subprocess.Popen[bytes]:
+        with (self.home / log_name).open("ab") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "popgate.cli", "service", "run", "MSExchangePOP3BE"],
+                [sys.executable, "-m", "popgate.cli", "service", "run", service],
                 env=self.env,
                 stdout=subprocess.DEVNULL,
                 stderr=log,
             )
         self.processes.append(process)
-        wait_for_port(self.backend_port, process, STARTUP_SECONDS)
+        wait_for_port(port, process, STARTUP_SECONDS)
         return process
+
+    def _log(self, log_name: str) -> str:
+        path = self.home / log_name
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def start_backend(self) -> subprocess.Popen[bytes]:
+        """Start MSExchangePOP3BE and wait until it listens on ProxyTargetPort."""
+        return self._start("MSExchangePOP3BE", "backend.log", self.backend_port)
 
     backend_port: int = 0
     plain_port: int = 0
@@ -148,21 +155,11 @@ class Installation:
 
     def start_frontend(self) -> subprocess.Popen[bytes]:
         """Start MSExchangePOP3 and wait until it listens on its plain-text port."""
-        with (self.home / "frontend.log").open("ab") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "popgate.cli", "service", "run", "MSExchangePOP3"],
-                env=self.env,
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-            )
-        self.processes.append(process)
-        wait_for_port(self.plain_port, process, STARTUP_SECONDS)
-        return process
+        return self._start("MSExchangePOP3", "frontend.log", self.plain_port)
 
     def frontend_log(self) -> str:
         """What the front end wrote to stderr."""
-        path = self.home / "frontend.log"
-        return path.read_text(errors="replace") if path.exists() else ""
+        return self._log("frontend.log")
 
     def stop_all(self) -> None:
         """Stop every service this installation started."""
@@ -178,8 +175,7 @@ class Installation:
 
     def backend_log(self) -> str:
         """What the backend wrote to stderr."""
-        path = self.home / "backend.log"
-        return path.read_text(errors="replace") if path.exists() else ""
+        return self._log("backend.log")
 
 
 @pytest.fixture(autouse=True)

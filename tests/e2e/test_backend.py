@@ -47,6 +47,19 @@ def command(client: poplib.POP3, line: str) -> bytes:
     return shortcmd(line)
 
 
+def scram_login(client: poplib.POP3, user: str, password: str) -> bytes:
+    """AUTH SCRAM-SHA-256 through poplib, checking the server's proof; the final reply."""
+    scram = ScramSha256Client(user, password)
+    first = base64.b64encode(scram.first_message()).decode()
+    challenge = command(client, f"AUTH SCRAM-SHA-256 {first}")
+    assert challenge.startswith(b"+ ")
+    final = scram.final_message(base64.b64decode(challenge[2:]))
+    server_final = command(client, base64.b64encode(final).decode())
+    assert server_final.startswith(b"+ ")
+    scram.verify_server_final(base64.b64decode(server_final[2:]))
+    return command(client, "")
+
+
 def pop3_ssl(installation: Installation) -> poplib.POP3_SSL:
     """A poplib session over TLS to the backend."""
     return poplib.POP3_SSL(
@@ -210,15 +223,7 @@ def test_auth_plain_with_poplib(alice: Installation) -> None:
 
 def test_auth_scram_sha_256_with_poplib(alice: Installation) -> None:
     client = pop3_ssl(alice)
-    scram = ScramSha256Client("alice", PASSWORD)
-    first = base64.b64encode(scram.first_message()).decode()
-    challenge = command(client, f"AUTH SCRAM-SHA-256 {first}")
-    assert challenge.startswith(b"+ ")
-    final = scram.final_message(base64.b64decode(challenge[2:]))
-    server_final = command(client, base64.b64encode(final).decode())
-    assert server_final.startswith(b"+ ")
-    scram.verify_server_final(base64.b64decode(server_final[2:]))
-    assert command(client, "").startswith(b"+OK")
+    assert scram_login(client, "alice", PASSWORD).startswith(b"+OK")
     assert client.stat()[0] == len(MESSAGES)
     client.quit()
 

@@ -15,7 +15,7 @@ import pytest
 import trustme
 
 from popgate.home import Home
-from popgate.protocol import ScramSha256Client, to_crlf
+from popgate.protocol import to_crlf
 from tests.e2e.conftest import (
     Installation,
     free_port,
@@ -23,7 +23,7 @@ from tests.e2e.conftest import (
     mbox_count,
     run_mpop,
 )
-from tests.e2e.test_backend import MESSAGES, PASSWORD, command, refusal
+from tests.e2e.test_backend import MESSAGES, PASSWORD, command, refusal, scram_login
 
 
 @pytest.fixture
@@ -198,13 +198,7 @@ def test_plain_text_authentication_allows_scram_but_not_passwords_before_tls(
     assert "USER" not in capabilities
     assert capabilities["SASL"] == ["SCRAM-SHA-256"]
     assert refusal(lambda: client.user("alice")).startswith("-ERR")
-    scram = ScramSha256Client("alice", PASSWORD)
-    first = base64.b64encode(scram.first_message()).decode()
-    challenge = command(client, f"AUTH SCRAM-SHA-256 {first}")
-    final = scram.final_message(base64.b64decode(challenge[2:]))
-    server_final = command(client, base64.b64encode(final).decode())
-    scram.verify_server_final(base64.b64decode(server_final[2:]))
-    assert command(client, "").startswith(b"+OK")
+    assert scram_login(client, "alice", PASSWORD).startswith(b"+OK")
     assert client.stat() == (0, 0)
     client.quit()
 

@@ -3,26 +3,17 @@
 from __future__ import annotations
 
 from popgate.host._recovery import RecoveryAction, RecoveryPolicy, RecoveryStep
-
-
-class Clock:
-    """A clock moved by hand."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.clock import ManualClock
 
 
 def test_the_nth_failure_takes_the_nth_step_and_the_last_repeats() -> None:
-    policy = RecoveryPolicy(clock=Clock())
+    policy = RecoveryPolicy(clock=ManualClock())
     delays = [policy.failed().delay for _ in range(5)]
     assert delays == [5.0, 10.0, 30.0, 30.0, 30.0]
 
 
 def test_failures_are_forgotten_after_the_reset_period() -> None:
-    clock = Clock()
+    clock = ManualClock()
     policy = RecoveryPolicy(reset_after=60, clock=clock)
     policy.failed()
     policy.failed()
@@ -32,6 +23,6 @@ def test_failures_are_forgotten_after_the_reset_period() -> None:
 
 
 def test_take_no_action() -> None:
-    policy = RecoveryPolicy(steps=(RecoveryStep(RecoveryAction.NONE),), clock=Clock())
+    policy = RecoveryPolicy(steps=(RecoveryStep(RecoveryAction.NONE),), clock=ManualClock())
     assert policy.failed().action is RecoveryAction.NONE
-    assert RecoveryPolicy(steps=(), clock=Clock()).failed().action is RecoveryAction.NONE
+    assert RecoveryPolicy(steps=(), clock=ManualClock()).failed().action is RecoveryAction.NONE

@@ -19,6 +19,7 @@ from ._settings import (
     RollOver,
     SortOrder,
     format_setting,
+    parse_bool,
     parse_setting,
 )
 
@@ -43,6 +44,7 @@ __all__ = [
     "Server",
     "SortOrder",
     "format_setting",
+    "parse_bool",
     "parse_setting",
     "validate_address",
     "validate_domain",

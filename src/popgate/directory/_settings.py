@@ -381,6 +381,16 @@ _UNITS: Final[Mapping[str, int]] = {
 _NULL: Final = frozenset({"$null", "null", ""})
 
 
+def parse_bool(text: str, what: str) -> bool:
+    """``$true``/``true`` or ``$false``/``false`` (any case), as PowerShell users type them."""
+    lowered = text.strip().lower()
+    if lowered in ("$true", "true"):
+        return True
+    if lowered in ("$false", "false"):
+        return False
+    raise InvalidSetting(f"{what} must be $true or $false; got {text!r}.")
+
+
 def _parse_text(spec: _Spec, text: str) -> object:
     stripped = text.strip()
     lowered = stripped.lower()
@@ -388,11 +398,7 @@ def _parse_text(spec: _Spec, text: str) -> object:
         return None
     match spec.kind:
         case _Kind.BOOL:
-            if lowered in ("$true", "true"):
-                return True
-            if lowered in ("$false", "false"):
-                return False
-            raise InvalidSetting(f"{spec.exchange} must be $true or $false; got {text!r}.")
+            return parse_bool(text, spec.exchange)
         case _Kind.INT:
             if re.fullmatch(r"[+-]?\d+", stripped):
                 return int(stripped)

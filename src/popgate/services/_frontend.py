@@ -28,7 +28,6 @@ from popgate.protocol import (
     ConnectionClosed,
     Err,
     MultiLine,
-    Noop,
     Ok,
     Quit,
     Reply,
@@ -204,8 +203,6 @@ class FrontendSession(LoginSession):
                 return Ok("Begin TLS negotiation.")
             case Utf8():
                 return Ok("UTF8 enabled")
-            case Noop():
-                return Ok()
             case Quit():
                 return Ok(SIGN_OFF)
             case Xclient():
