@@ -48,6 +48,20 @@ def _read_or_create_secret(path: Path) -> str:
     return value
 
 
+def _restrict(home: Home) -> None:
+    """Private files stay private, while any local user can reach the host's control socket.
+
+    The data directory and run/ are traversable (0711) but not listable, so that the host can
+    see, refuse and audit a non-administrator; everything else in them is the owner's alone.
+    """
+    home.root.chmod(0o711)
+    home.run_dir.chmod(0o711)
+    private = [home.config_file, home.root / "services.json", *home.root.glob("directory.db*")]
+    for path in private:
+        if path.exists():
+            path.chmod(0o600)
+
+
 async def run_setup(home: Home, *, roles: Collection[Role] | None = None) -> SetupResult:
     """Create or complete popgate's state in ``home``; running it again changes nothing."""
     created = not home.config_file.exists()
@@ -55,6 +69,7 @@ async def run_setup(home: Home, *, roles: Collection[Role] | None = None) -> Set
     for folder in (home.mail_root, home.run_dir, home.log_dir):
         folder.mkdir(parents=True, exist_ok=True, mode=0o750)
     home.secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _restrict(home)
     config = home.read_config() if not created else {}
     fqdn = config.get("fqdn") or socket.getfqdn()
     # The directory keeps server names in lower case (they are DNS labels).
@@ -86,6 +101,7 @@ async def run_setup(home: Home, *, roles: Collection[Role] | None = None) -> Set
         await directory.add_role_group_member(RoleGroup.ORGANIZATION_MANAGEMENT, ADMINISTRATOR)
     finally:
         await directory.close()
+    _restrict(home)
     return SetupResult(
         home=home,
         server=server_name,

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
 import signal
 import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from popgate.home import Home
+from popgate.host._client import HostClient
+from popgate.host._common import control_socket_path
 
 STARTUP_SECONDS = 20
 
@@ -177,6 +182,40 @@ class Installation:
         """What the backend wrote to stderr."""
         return self._log("backend.log")
 
+    https_port: int = 0
+
+    def start_host(self) -> subprocess.Popen[bytes]:
+        """Run ``popgate host`` (control API on its socket and on ``https_port``) until up."""
+        with (self.home / "host.stderr").open("ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "popgate.cli", "host", "--https",
+                 f"127.0.0.1:{self.https_port}"],
+                env=self.env, stdout=subprocess.DEVNULL, stderr=log,
+            )  # fmt: skip
+        self.processes.append(process)
+        wait_for_port(self.https_port, process, STARTUP_SECONDS)
+        return process
+
+    def host_log(self) -> str:
+        """What the host wrote to stderr (its own lines and its services')."""
+        return self._log("host.stderr")
+
+    def net(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``popgate net ARGS``, whatever its exit status."""
+        return self.popgate("net", *args, check=False)
+
+    def wait_for_status(self, name: str, status: str, timeout: float = 30) -> dict[str, object]:
+        """Poll the host until service ``name`` is in ``status``; the service's view."""
+        deadline = time.monotonic() + timeout
+        with HostClient.local(control_socket_path(self.layout)) as client:
+            while True:
+                view = client.service(name)
+                if view["status"] == status:
+                    return view
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{name} is {view['status']}, not {status}: {view}")
+                time.sleep(0.05)
+
 
 @pytest.fixture(autouse=True)
 def _collect_leaks() -> Iterator[None]:
@@ -185,15 +224,16 @@ def _collect_leaks() -> Iterator[None]:
     gc.collect()
 
 
-@pytest.fixture
-def installation(tmp_path: Path) -> Iterator[Installation]:
-    """A set-up popgate with ProxyTargetPort on a free port and direct logins allowed."""
+@contextmanager
+def installed(root: Path) -> Iterator[Installation]:
+    """A set-up popgate in ``root``: free ports, direct backend logins allowed."""
     env = dict(os.environ)
-    env["POPGATE_HOME"] = str(tmp_path / "popgate")
+    env["POPGATE_HOME"] = str(root / "popgate")
     env.pop("NOTIFY_SOCKET", None)
-    inst = Installation(home=tmp_path / "popgate", env=env)
+    inst = Installation(home=root / "popgate", env=env)
     inst.popgate("setup")
     inst.backend_port, inst.plain_port, inst.ssl_port = free_port(), free_port(), free_port()
+    inst.https_port = free_port()
     inst.set(
         "ProxyTargetPort", str(inst.backend_port),
         "AllowDirectBackendLogin", "$true",
@@ -206,3 +246,27 @@ def installation(tmp_path: Path) -> Iterator[Installation]:
         inst.stop_all()
         assert "Traceback" not in inst.backend_log(), inst.backend_log()
         assert "Traceback" not in inst.frontend_log(), inst.frontend_log()
+        assert "Traceback" not in inst.host_log(), inst.host_log()
+
+
+@pytest.fixture
+def installation(tmp_path: Path) -> Iterator[Installation]:
+    """A set-up popgate with ProxyTargetPort on a free port and direct logins allowed."""
+    with installed(tmp_path) as inst:
+        yield inst
+
+
+@pytest.fixture
+def public_installation() -> Iterator[Installation]:
+    """Like :func:`installation`, in a folder every local user can traverse (not list).
+
+    pytest's own temporary folders are private to the user running the tests, so another
+    user could not even reach the host's control socket there.
+    """
+    root = Path(tempfile.mkdtemp(prefix="popgate-e2e-"))
+    root.chmod(0o711)
+    try:
+        with installed(root) as inst:
+            yield inst
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

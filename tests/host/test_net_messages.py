@@ -8,7 +8,7 @@ POP3 = "Microsoft Exchange POP3"
 
 
 def test_start_and_stop_success() -> None:
-    started = net.starting(POP3, 2, ok=True)
+    started = net.starting(POP3, 2)
     assert started.text == (
         "The Microsoft Exchange POP3 service is starting...\n"
         "The Microsoft Exchange POP3 service was started successfully.\n\n"
@@ -20,6 +20,23 @@ def test_start_and_stop_success() -> None:
         "The Microsoft Exchange POP3 service was stopped successfully.\n\n"
     )
     assert stopped.status == 0
+
+
+def test_a_start_that_fails_says_why_and_exits_2() -> None:
+    failed = net.starting(POP3, 0, "cannot listen on 0.0.0.0:110: permission denied")
+    assert failed.text == (
+        "The Microsoft Exchange POP3 service is starting.\n"
+        "The Microsoft Exchange POP3 service could not be started.\n\n"
+        "cannot listen on 0.0.0.0:110: permission denied\n\n"
+    )
+    assert failed.status == 2
+
+
+def test_the_progressive_pieces_make_the_whole_message() -> None:
+    assert net.starting_line(POP3) + "." + net.start_result(POP3).text == (
+        net.starting(POP3, 1).text
+    )
+    assert net.stopping_line(POP3) + net.stop_result(POP3).text == net.stopping(POP3, 0).text
 
 
 def test_errors_end_with_a_blank_line_and_exit_2() -> None:

@@ -16,9 +16,13 @@ __all__ = [
     "disabled",
     "invalid_name",
     "not_started",
+    "start_result",
     "started_list",
     "starting",
+    "starting_line",
+    "stop_result",
     "stopping",
+    "stopping_line",
 ]
 
 SUCCESS = 0
@@ -43,18 +47,40 @@ def _system_error(number: int, message: str) -> NetOutput:
     return NetOutput(f"System error {number} has occurred.\n\n{message}\n\n", FAILURE)
 
 
-def starting(display_name: str, pending_ticks: int, *, ok: bool) -> NetOutput:
-    """``The X service is starting.`` with a dot per pending tick, then the result line."""
-    line = f"The {display_name} service is starting" + "." * (1 + pending_ticks) + "\n"
-    if ok:
-        return NetOutput(f"{line}The {display_name} service was started successfully.\n\n", 0)
-    return NetOutput(f"{line}The {display_name} service could not be started.\n\n", FAILURE)
+def starting_line(display_name: str) -> str:
+    """The first line of ``net start``, printed at once; a dot follows per pending second."""
+    return f"The {display_name} service is starting."
+
+
+def start_result(display_name: str, error: str | None = None) -> NetOutput:
+    """What ``net start`` prints after the dots: started, or could not start and why."""
+    if error is None:
+        return NetOutput(f"\nThe {display_name} service was started successfully.\n\n", SUCCESS)
+    return NetOutput(f"\nThe {display_name} service could not be started.\n\n{error}\n\n", FAILURE)
+
+
+def starting(display_name: str, pending_ticks: int, error: str | None = None) -> NetOutput:
+    """The whole ``net start`` output for a service that was stopped."""
+    result = start_result(display_name, error)
+    line = starting_line(display_name) + "." * pending_ticks
+    return NetOutput(line + result.text, result.status)
+
+
+def stopping_line(display_name: str) -> str:
+    """The first line of ``net stop``; a dot follows per pending second."""
+    return f"The {display_name} service is stopping."
+
+
+def stop_result(display_name: str, note: str | None = None) -> NetOutput:
+    """What ``net stop`` prints after the dots (``note``: e.g. it had to be killed)."""
+    text = f"\nThe {display_name} service was stopped successfully.\n\n"
+    return NetOutput(text + (f"{note}\n\n" if note else ""), SUCCESS)
 
 
 def stopping(display_name: str, pending_ticks: int) -> NetOutput:
-    """``The X service is stopping.`` with dots while pending, then stopped successfully."""
-    line = f"The {display_name} service is stopping" + "." * (1 + pending_ticks) + "\n"
-    return NetOutput(f"{line}The {display_name} service was stopped successfully.\n\n", SUCCESS)
+    """The whole ``net stop`` output for a service that was running."""
+    result = stop_result(display_name)
+    return NetOutput(stopping_line(display_name) + "." * pending_ticks + result.text, SUCCESS)
 
 
 def already_started() -> NetOutput:

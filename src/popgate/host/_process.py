@@ -72,12 +72,19 @@ class ServiceProcess:
         self.state = state
         self.since = datetime.datetime.now(datetime.UTC)
 
-    async def start(self, ready_within: float = 60) -> None:
-        """Start the process and wait until it is Running, or Stopped with a reason."""
+    def start(self, ready_within: float = 60) -> asyncio.Task[None]:
+        """Begin starting: StartPending at once; the task ends Running, or Stopped with a reason.
+
+        The state changes before this returns, so a caller that answers at once (the control
+        API) already reports StartPending.
+        """
         if self.state is not ServiceState.STOPPED:
             raise RuntimeError(f"{self.info.name} is {self.state.label}, not Stopped")
         self._set(ServiceState.START_PENDING)
         self.last_error = None
+        return asyncio.ensure_future(self._start(ready_within))
+
+    async def _start(self, ready_within: float) -> None:
         self._stderr.clear()
         self._exited.clear()
         self._run_dir.mkdir(parents=True, exist_ok=True)
@@ -152,13 +159,21 @@ class ServiceProcess:
         status = self._process.returncode if self._process else None
         return f"the service process ended with status {status}"
 
-    async def stop(self, kill_after: float = 3600) -> None:
-        """Ask the service to stop (SIGTERM) and wait; kill it if it outlives ``kill_after``."""
+    def stop(self, kill_after: float = 3600) -> asyncio.Task[None]:
+        """Begin stopping (SIGTERM): StopPending at once; the task ends when it is Stopped.
+
+        A service that outlives ``kill_after`` seconds is killed, and ``last_error`` says so.
+        """
         if self.state is not ServiceState.RUNNING:
             raise RuntimeError(f"{self.info.name} is {self.state.label}, not Running")
         self._set(ServiceState.STOP_PENDING)
+        self.last_error = None
+        return asyncio.ensure_future(self._stop(kill_after))
+
+    async def _stop(self, kill_after: float) -> None:
         await self._terminate(grace=kill_after)
         self._set(ServiceState.STOPPED)
+        logger.info("%s is stopped", self.info.name)
 
     async def _terminate(self, grace: float) -> None:
         process = self._process

@@ -80,6 +80,8 @@ class SessionDriver:
         self.writer = writer
         self.connection = connection
         self.timers = timers
+        #: Seconds to wait for the peer's side of a TLS close before dropping the connection.
+        self.close_grace = 5.0
         self.session_id = secrets.token_hex(8)
         #: The context for STLS; None where STLS is not offered.
         self.tls_context: ssl.SSLContext | None = None
@@ -115,6 +117,8 @@ class SessionDriver:
             self.log.info("session %s lost its connection: %r", self.session_id, error)
         except asyncio.CancelledError:
             self.log.info("session %s closed by shutdown", self.session_id)
+            # A stopping service must not wait on idle clients to acknowledge close_notify.
+            self.close_grace = 0.5
             raise
         except Exception:
             self.log.exception("session %s failed", self.session_id)
@@ -186,7 +190,10 @@ class SessionDriver:
             ):
                 writer.write_eof()
             writer.close()
-            await asyncio.wait_for(self.writer.wait_closed(), 5)
+            try:
+                await asyncio.wait_for(self.writer.wait_closed(), self.close_grace)
+            except TimeoutError:
+                writer.transport.abort()
 
 
 def _encode_hint(reply: Err) -> bytes:

@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import logging
 import mailbox as stdlib_mailbox
+import os
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
-from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
 from popgate._setup import run_setup, write_secret
+from popgate.cli._common import (
+    RUNTIME_ERROR,
+    USAGE_ERROR,
+    CommandError,
+    console,
+    error_console,
+    run,
+)
+from popgate.cli._host import add_host_commands, add_service_set
 from popgate.directory import (
     Directory,
     DirectoryError,
@@ -28,6 +36,7 @@ from popgate.directory import (
     validate_domain,
 )
 from popgate.home import Home, HomeNotSetUpError
+from popgate.host._common import HostError
 from popgate.net import TlsConfigError, server_context
 from popgate.services import find_service
 from popgate.services._runner import ServiceStartError, run_service
@@ -35,33 +44,7 @@ from popgate.store import MaildirStore, StoreError
 
 __all__ = ["main"]
 
-#: Exit status for a command the user got wrong, as argparse uses.
-USAGE_ERROR = 2
-RUNTIME_ERROR = 1
-
 T = TypeVar("T")
-console = Console(soft_wrap=True)
-error_console = Console(stderr=True, soft_wrap=True)
-
-
-class CommandError(Exception):
-    """A message for the user, and the exit status that goes with it."""
-
-    def __init__(self, message: str, status: int = USAGE_ERROR) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def _run(coroutine: Awaitable[T]) -> T:
-    async def wrapper() -> T:
-        return await coroutine
-
-    try:
-        import uvloop
-
-        return uvloop.run(wrapper())
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        return asyncio.run(wrapper())
 
 
 async def _with_directory(home: Home, action: Callable[[Directory], Awaitable[T]]) -> T:
@@ -111,14 +94,17 @@ def _parse_roles(text: str) -> set[Role]:
 def cmd_setup(args: argparse.Namespace) -> int:
     """Create popgate's data directory, certificate, directory and Administrator account."""
     roles = _parse_roles(args.roles) if args.roles else None
-    result = _run(run_setup(Home.locate(), roles=roles))
+    result = run(run_setup(Home.locate(), roles=roles))
     verb = "Set up" if result.created else "Already set up:"
     console.print(f"{verb} popgate in {result.home.root}")
     console.print(
         f"  server {result.server} ({result.fqdn}), roles {', '.join(sorted(result.roles))}"
     )
     console.print(f"  Administrator password: {result.administrator_password_file}")
-    console.print("  Services MSExchangePOP3 and MSExchangePOP3BE: Manual, Stopped")
+    console.print(
+        "  Start the POP3 services with 'popgate up', or run 'popgate host' and then "
+        "'popgate net start MSExchangePOP3BE' and 'popgate net start MSExchangePOP3'"
+    )
     return 0
 
 
@@ -143,14 +129,14 @@ def cmd_mailbox_add(args: argparse.Namespace) -> int:
         if password is None:
             console.print(f"No password set; run 'popgate mailbox set-password {mailbox.name}'")
 
-    _run(_with_directory(home, add))
+    run(_with_directory(home, add))
     return 0
 
 
 def cmd_mailbox_list(args: argparse.Namespace) -> int:
     """List mailboxes."""
     del args
-    mailboxes = _run(_with_directory(Home.locate(), lambda d: d.list_mailboxes()))
+    mailboxes = run(_with_directory(Home.locate(), lambda d: d.list_mailboxes()))
     table = Table("Name", "Address", "PopEnabled", "Server", "Guid")
     for mailbox in mailboxes:
         table.add_row(
@@ -186,7 +172,7 @@ def cmd_mailbox_show(args: argparse.Namespace) -> int:
         for key, value in rows.items():
             console.print(f"{key.ljust(width)} : {value}", highlight=False)
 
-    _run(_with_directory(home, show))
+    run(_with_directory(home, show))
     return 0
 
 
@@ -202,7 +188,7 @@ def cmd_mailbox_remove(args: argparse.Namespace) -> int:
         await MaildirStore(home.mail_root).delete_mailbox(mailbox.guid)
         console.print(f"Removed mailbox {mailbox.name} and its mail")
 
-    _run(_with_directory(home, remove))
+    run(_with_directory(home, remove))
     return 0
 
 
@@ -213,7 +199,7 @@ def cmd_mailbox_set_password(args: argparse.Namespace) -> int:
     async def set_password(directory: Directory) -> None:
         await directory.set_password(args.name, password)
 
-    _run(_with_directory(Home.locate(), set_password))
+    run(_with_directory(Home.locate(), set_password))
     console.print(f"Password set for {args.name}")
     return 0
 
@@ -227,7 +213,7 @@ def cmd_mailbox_set(args: argparse.Namespace) -> int:
     async def change(directory: Directory) -> None:
         await directory.set_pop_enabled(args.name, enabled)
 
-    _run(_with_directory(Home.locate(), change))
+    run(_with_directory(Home.locate(), change))
     console.print(f"PopEnabled is now {enabled} for {args.name}")
     return 0
 
@@ -291,7 +277,7 @@ def cmd_mailbox_import(args: argparse.Namespace) -> int:
                 progress.advance(task)
         return imported
 
-    count = _run(_with_directory(home, do_import))
+    count = run(_with_directory(home, do_import))
     console.print(f"Imported {count} messages into {args.name}")
     return 0
 
@@ -302,7 +288,7 @@ def cmd_mailbox_import(args: argparse.Namespace) -> int:
 def cmd_settings_show(args: argparse.Namespace) -> int:
     """Show this server's POP3 settings (configured, or effective with --effective)."""
     home = Home.locate()
-    settings = _run(
+    settings = run(
         _with_directory(
             home, lambda d: d.get_pop_settings(home.server_name, effective=args.effective)
         )
@@ -328,7 +314,7 @@ def cmd_settings_set(args: argparse.Namespace) -> int:
     async def change(directory: Directory) -> None:
         await directory.set_pop_settings(home.server_name, **changes)
 
-    _run(_with_directory(home, change))
+    run(_with_directory(home, change))
     names = ", ".join(changes)
     console.print(f"{names} set; restart the POP3 services to apply", highlight=False)
     return 0
@@ -374,7 +360,7 @@ def cmd_service_run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    _run(run_service(Home.locate(), service, worker=args.worker))
+    run(run_service(Home.locate(), service, worker=args.worker))
     return 0
 
 
@@ -458,11 +444,13 @@ def build_parser() -> argparse.ArgumentParser:
     service_commands = service.add_subparsers(
         dest="service_command", required=True, metavar="ACTION"
     )
-    run = service_commands.add_parser("run", help="run MSExchangePOP3BE (or MSExchangePOP3)")
-    run.add_argument("name")
+    run_parser = service_commands.add_parser("run", help="run MSExchangePOP3BE (or MSExchangePOP3)")
+    run_parser.add_argument("name")
     # Set by a service for the extra processes it starts (WorkerProcesses); not for people.
-    run.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    run.set_defaults(handler=cmd_service_run)
+    run_parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    run_parser.set_defaults(handler=cmd_service_run)
+    add_service_set(service_commands)
+    add_host_commands(commands)
     return parser
 
 
@@ -473,6 +461,9 @@ def _fail(message: str, status: int) -> NoReturn:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``popgate`` console script."""
+    # Everything popgate writes (directory, mail, logs) is its own; the control socket is
+    # the one thing made reachable on purpose.
+    os.umask(0o077)
     args = build_parser().parse_args(argv)
     try:
         status: int = args.handler(args)
@@ -480,12 +471,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _fail(str(error), error.status)
     except (DirectoryError, StoreError) as error:
         _fail(str(error), USAGE_ERROR)
-    except (HomeNotSetUpError, ServiceStartError, TlsConfigError) as error:
+    except (HomeNotSetUpError, HostError, ServiceStartError, TlsConfigError) as error:
         _fail(str(error), RUNTIME_ERROR)
     except KeyboardInterrupt:
         return 130
     return status
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,440 @@
+"""Commands that run or talk to the service host: host, up, net, status, service set, log."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.live import Live
+from rich.table import Table
+
+from popgate._setup import run_setup
+from popgate.cli._common import RUNTIME_ERROR, USAGE_ERROR, CommandError, console, run
+from popgate.home import Home
+from popgate.host import ServiceControlError, ServiceState
+from popgate.host import _net as net
+from popgate.host._client import HostClient, HostControlError, HostNotRunningError, ServiceView
+
+if TYPE_CHECKING:
+    from popgate.host._daemon import RunningHost
+from popgate.host._common import (
+    DEFAULT_HTTPS_BINDING,
+    ERROR_SERVICE_ALREADY_RUNNING,
+    ERROR_SERVICE_DISABLED,
+    ERROR_SERVICE_DOES_NOT_EXIST,
+    ERROR_SERVICE_NOT_ACTIVE,
+    HostError,
+    control_socket_path,
+    parse_https_binding,
+)
+from popgate.host._recovery import RecoveryAction
+from popgate.services import BACKEND, FRONTEND
+
+__all__ = ["add_host_commands", "add_service_set", "systemd_unit"]
+
+NOT_RUNNING = (
+    "the popgate service host is not running on this computer; "
+    "start it with 'popgate up' (or 'popgate host')"
+)
+#: Where install-systemd writes the unit by default.
+SYSTEMD_UNIT = Path("/etc/systemd/system/popgate.service")
+
+
+@contextmanager
+def _local_host() -> Iterator[HostClient]:
+    """The control API of this computer's host; a one-line error when it is not running."""
+    client = HostClient.local(control_socket_path(Home.locate()))
+    try:
+        yield client
+    except HostNotRunningError:
+        raise CommandError(NOT_RUNNING, RUNTIME_ERROR) from None
+    finally:
+        client.close()
+
+
+def _https_option(value: str) -> str | None:
+    if value.lower() in ("off", "none", ""):
+        return None
+    try:
+        parse_https_binding(value)
+    except HostError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return value
+
+
+def _log_to_stderr(level: int) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(level)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.getLogger("popgate").addHandler(handler)
+
+
+# -- popgate host / up -------------------------------------------------------------------
+
+
+def cmd_host(args: argparse.Namespace) -> int:
+    """Run the service host in the foreground (systemd runs this; see install-systemd)."""
+    from popgate.host._daemon import run_host  # the server side loads only here
+
+    _log_to_stderr(logging.INFO)
+    run(run_host(Home.locate(), https_binding=args.https))
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Set up if needed, run the host, start MSExchangePOP3BE then MSExchangePOP3."""
+    from popgate.host._daemon import run_host  # the server side loads only here
+
+    home = Home.locate()
+    setup = run(run_setup(home))
+    if setup.created:
+        console.print(f"Set up popgate in {home.root} (server {setup.server}).", highlight=False)
+    _log_to_stderr(logging.WARNING)
+    actor = getpass.getuser()
+
+    async def when_up(running: RunningHost) -> None:
+        wanted = [s for s in (BACKEND, FRONTEND) if s.name in running.host.processes]
+        for service in wanted:
+            try:
+                process = await running.host.start(service.name)
+            except ServiceControlError:
+                process = running.host.processes[service.name]  # Automatic: already started
+            result = "Success" if process.current_state() is ServiceState.RUNNING else "Failed"
+            await running.directory.audit(
+                actor=actor,
+                origin=f"local (pid {os.getpid()}, popgate up)",
+                action="Start-Service",
+                target=service.name,
+                result=result,
+                detail=process.last_error or process.current_state().label,
+            )
+        settings = await running.directory.get_pop_settings(running.server_name, effective=True)
+        fqdn = home.read_config().get("fqdn", running.server_name)
+        lines = [f"popgate is up on {running.server_name} ({fqdn}):"]
+        for service in wanted:
+            process = running.host.processes[service.name]
+            state = process.current_state().label
+            lines.append(f"  {service.name:<18} {service.display_name:<33} {state}")
+            if process.last_error:
+                lines.append(f"    could not start: {process.last_error}")
+        if FRONTEND.name in running.host.processes:
+            plain = ", ".join(settings.unencrypted_or_tls_bindings)
+            implicit = ", ".join(settings.ssl_bindings)
+            lines.append(f"POP3 clients connect to {fqdn}: {plain} (STLS), {implicit} (TLS)")
+        if running.https_url:
+            lines.append(f"Control API: {running.https_url}api/v1/ (the admin center comes next)")
+        lines.append(f"Local control: {running.control_socket} (popgate net, popgate status)")
+        lines.append(f"Administrator password: {home.administrator_password_file}")
+        lines.append("Press Ctrl-C to stop the services and the host.")
+        console.print("\n".join(lines), highlight=False, markup=False)
+
+    run(run_host(home, https_binding=args.https, when_up=when_up))
+    console.print("popgate stopped.", highlight=False)
+    return 0
+
+
+# -- popgate net ---------------------------------------------------------------------------
+
+
+def _emit(output: net.NetOutput) -> int:
+    sys.stdout.write(output.text)
+    sys.stdout.flush()
+    return output.status
+
+
+def _dot() -> None:
+    sys.stdout.write(".")
+    sys.stdout.flush()
+
+
+def _net_refusal(error: HostControlError) -> net.NetOutput:
+    if error.access_denied:
+        return net.access_denied()
+    if error.code == ERROR_SERVICE_DOES_NOT_EXIST:
+        return net.invalid_name()
+    if error.code == ERROR_SERVICE_DISABLED:
+        return net.disabled()
+    raise CommandError(str(error), RUNTIME_ERROR)
+
+
+def _net_start(client: HostClient, name: str) -> int:
+    # The control goes first, as net.exe opens the service for start access: the host
+    # sees (and audits) a caller without the right, whatever the service's state.
+    try:
+        view = client.start(name)
+    except HostControlError as error:
+        if error.code == ERROR_SERVICE_ALREADY_RUNNING:
+            return _emit(net.already_started())
+        return _emit(_net_refusal(error))
+    display = view["display_name"]
+    sys.stdout.write(net.starting_line(display))
+    sys.stdout.flush()
+    final = client.wait_while_pending(name, on_tick=_dot)
+    ok = final["status"] == ServiceState.RUNNING.label
+    reason = None if ok else (final["last_error"] or "The service did not report an error.")
+    return _emit(net.start_result(display, reason))
+
+
+def _net_stop(client: HostClient, name: str) -> int:
+    try:
+        view = client.stop(name)
+    except HostControlError as error:
+        if error.code == ERROR_SERVICE_NOT_ACTIVE:
+            return _emit(net.not_started(client.service(name)["display_name"]))
+        return _emit(_net_refusal(error))
+    display = view["display_name"]
+    sys.stdout.write(net.stopping_line(display))
+    sys.stdout.flush()
+    final = client.wait_while_pending(name, on_tick=_dot)
+    return _emit(net.stop_result(display, final["last_error"]))
+
+
+def cmd_net(args: argparse.Namespace) -> int:
+    """``net start|stop [NAME]`` for this computer's services, with cmd.exe's messages."""
+    name = " ".join(args.name).strip()
+    with _local_host() as client:
+        if args.verb == "start" and not name:
+            try:
+                services = client.services()
+            except HostControlError as error:
+                return _emit(_net_refusal(error))
+            started = [s["display_name"] for s in services if s["status"] == "Running"]
+            return _emit(net.started_list(started))
+        if not name:
+            raise CommandError("name the service to stop, e.g. 'popgate net stop MSExchangePOP3'")
+        if args.verb == "start":
+            return _net_start(client, name)
+        return _net_stop(client, name)
+
+
+# -- popgate status ------------------------------------------------------------------------
+
+
+def _status_table(services: list[ServiceView]) -> Table:
+    """Task Manager's Services tab: Name, PID, Description, Status, Group."""
+    table = Table(box=None, pad_edge=False, show_edge=False)
+    for column in ("Name", "PID", "Description", "Status", "Group"):
+        table.add_column(column, no_wrap=True)
+    for service in services:
+        pid = str(service["pid"]) if service["pid"] else ""
+        table.add_row(
+            service["name"], pid, service["display_name"], service["status"], service["role"]
+        )
+    return table
+
+
+def _status_view(client: HostClient) -> Table:
+    services = client.services()
+    table = _status_table(services)
+    problems = [s for s in services if s["last_error"]]
+    if problems:
+        notes = "\n".join(f"{s['name']}: {s['last_error']}" for s in problems)
+        table.caption = notes
+        table.caption_justify = "left"
+    return table
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """The services of this computer and their state (``--watch`` refreshes it)."""
+    with _local_host() as client:
+        try:
+            if not args.watch:
+                console.print(_status_view(client), highlight=False)
+                return 0
+            with Live(_status_view(client), console=console, auto_refresh=False) as live:
+                try:
+                    while True:
+                        time.sleep(args.interval)
+                        live.update(_status_view(client), refresh=True)
+                except KeyboardInterrupt:
+                    return 0
+        except HostControlError as error:
+            raise CommandError(str(error), RUNTIME_ERROR) from None
+
+
+# -- popgate service set / popgate log -----------------------------------------------------
+
+
+def _recovery_actions(text: str) -> list[tuple[str, float]]:
+    """``restart/5,restart/10,none``: first, second and subsequent failures."""
+    actions: list[tuple[str, float]] = []
+    for part in filter(None, (piece.strip() for piece in text.split(","))):
+        action, _, delay = part.partition("/")
+        try:
+            kind = RecoveryAction(action.strip().lower())
+            seconds = float(delay) if delay else 0.0
+        except ValueError:
+            raise CommandError(
+                f"{part!r} is not a recovery action; use restart/SECONDS or none, "
+                "e.g. restart/5,restart/10,none"
+            ) from None
+        actions.append((kind.value, seconds))
+    if len(actions) > 3:
+        raise CommandError("give at most three actions: first, second and subsequent failures")
+    return actions
+
+
+def cmd_service_set(args: argparse.Namespace) -> int:
+    """Set-Service: the startup type and the recovery options of a service."""
+    if args.startup_type is None and args.recovery is None and args.reset_after is None:
+        raise CommandError("nothing to change; give --startup-type and/or --recovery")
+    with _local_host() as client:
+        try:
+            view = client.service(args.name)
+            if args.startup_type is not None:
+                view = client.set_startup_type(args.name, args.startup_type)
+            if args.recovery is not None or args.reset_after is not None:
+                current = view["recovery"]
+                actions = (
+                    _recovery_actions(args.recovery)
+                    if args.recovery is not None
+                    else [(a["action"], a["delay"]) for a in current["actions"]]
+                )
+                reset = args.reset_after if args.reset_after is not None else current["reset_after"]
+                view = client.set_recovery(args.name, actions, reset)
+        except HostControlError as error:
+            if error.access_denied:
+                raise CommandError("Access is denied.", USAGE_ERROR) from None
+            raise CommandError(str(error)) from None
+    recovery = ", ".join(f"{a['action']}/{a['delay']:g}s" for a in view["recovery"]["actions"])
+    console.print(
+        f"{view['name']}: startup type {view['startup_type']}; recovery {recovery or 'none'}, "
+        f"failure count reset after {view['recovery']['reset_after']:g} s",
+        highlight=False,
+        markup=False,
+    )
+    return 0
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    """The last lines of the service host's log."""
+    with _local_host() as client:
+        try:
+            lines = client.log(args.lines)
+        except HostControlError as error:
+            raise CommandError(str(error), RUNTIME_ERROR) from None
+    for line in lines:
+        console.print(line, highlight=False, markup=False)
+    return 0
+
+
+# -- popgate install-systemd ---------------------------------------------------------------
+
+
+def systemd_unit(home: Path, user: str | None) -> str:
+    """A systemd unit that runs the host with sd_notify readiness."""
+    service_user = (
+        f"User={user}\nAmbientCapabilities=CAP_NET_BIND_SERVICE\n"
+        "CapabilityBoundingSet=CAP_NET_BIND_SERVICE\n"
+        if user
+        else ""
+    )
+    return (
+        "[Unit]\n"
+        "Description=popgate service host (Microsoft Exchange POP3 services)\n"
+        "Documentation=man:popgate(1)\n"
+        "After=network-online.target\n"
+        "Wants=network-online.target\n"
+        "\n"
+        "[Service]\n"
+        "Type=notify\n"
+        "NotifyAccess=main\n"
+        f"Environment=POPGATE_HOME={home}\n"
+        f"ExecStart={sys.executable} -m popgate.cli host\n"
+        f"{service_user}"
+        # The host stops each service gracefully (GracefulStopTimeout) before it exits.
+        "KillMode=mixed\n"
+        "TimeoutStopSec=300\n"
+        "Restart=on-failure\n"
+        "RestartSec=5\n"
+        "\n"
+        "[Install]\n"
+        "WantedBy=multi-user.target\n"
+    )
+
+
+def cmd_install_systemd(args: argparse.Namespace) -> int:
+    """Write a systemd unit for ``popgate host``."""
+    home = Home.locate()
+    home.read_config()  # the unit is for a set-up computer
+    unit = systemd_unit(home.root, args.user)
+    if args.output == "-":
+        sys.stdout.write(unit)
+        return 0
+    target = Path(args.output) if args.output else SYSTEMD_UNIT
+    try:
+        target.write_text(unit, encoding="utf-8")
+        target.chmod(0o644)
+    except PermissionError:
+        raise CommandError(
+            f"cannot write {target}: permission denied; run as root or use --output PATH",
+            RUNTIME_ERROR,
+        ) from None
+    console.print(f"Wrote {target}.", highlight=False)
+    console.print(
+        "Enable it with: systemctl daemon-reload && systemctl enable --now popgate",
+        highlight=False,
+    )
+    return 0
+
+
+# -- the grammar ---------------------------------------------------------------------------
+
+
+def add_host_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register host, up, net, status, log and install-systemd."""
+    https_help = f"HTTPS address:port of the control API (default {DEFAULT_HTTPS_BINDING}; off)"
+    up = commands.add_parser(
+        "up", help="set up if needed, run the host and start both POP3 services"
+    )
+    up.add_argument("--https", type=_https_option, default=DEFAULT_HTTPS_BINDING, help=https_help)
+    up.set_defaults(handler=cmd_up)
+
+    host = commands.add_parser("host", help="run the service host in the foreground")
+    host.add_argument("--https", type=_https_option, default=DEFAULT_HTTPS_BINDING, help=https_help)
+    host.set_defaults(handler=cmd_host)
+
+    net_parser = commands.add_parser("net", help="net start / net stop, as in cmd.exe")
+    net_parser.add_argument("verb", type=str.lower, choices=["start", "stop"])
+    net_parser.add_argument("name", nargs="*", help="key name or display name, any case")
+    net_parser.set_defaults(handler=cmd_net)
+
+    status = commands.add_parser("status", help="the services of this computer and their state")
+    status.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
+    status.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
+    status.set_defaults(handler=cmd_status)
+
+    log = commands.add_parser("log", help="the last lines of the service host's log")
+    log.add_argument("--lines", type=int, default=50)
+    log.set_defaults(handler=cmd_log)
+
+    systemd = commands.add_parser(
+        "install-systemd", help="write a systemd unit that runs 'popgate host'"
+    )
+    systemd.add_argument("--output", help=f"where to write it (default {SYSTEMD_UNIT}; - prints)")
+    systemd.add_argument("--user", help="run the host as this user (with CAP_NET_BIND_SERVICE)")
+    systemd.set_defaults(handler=cmd_install_systemd)
+
+
+def add_service_set(service_commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``popgate service set``."""
+    service_set = service_commands.add_parser(
+        "set", help="startup type and recovery options (Set-Service)"
+    )
+    service_set.add_argument("name")
+    service_set.add_argument(
+        "--startup-type", type=str.capitalize, choices=["Automatic", "Manual", "Disabled"]
+    )
+    service_set.add_argument(
+        "--recovery", metavar="ACTIONS", help="first,second,subsequent: restart/SECONDS or none"
+    )
+    service_set.add_argument("--reset-after", type=float, metavar="SECONDS")
+    service_set.set_defaults(handler=cmd_service_set)

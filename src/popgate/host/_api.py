@@ -1,0 +1,460 @@
+"""The host's control API (FastAPI): list, start, stop, restart and configure services.
+
+One app serves two doors. On the Unix socket under the data directory the caller is the
+peer's OS user (SO_PEERCRED): root, the host's own user and members of ``popgate-admins``
+act as Organization Management, everyone else is refused. Over HTTPS the caller logs in
+with a directory account (HTTP Basic) and its role groups decide (exchange-pop3.md section
+4): Organization Management and Server Management control, View-Only Organization
+Management reads. Every control, allowed or refused, goes to the audit log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import datetime
+import grp
+import logging
+import os
+import pwd
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from popgate.directory import Directory, RoleGroup
+from popgate.host._common import (
+    API_PREFIX,
+    ERROR_ACCESS_DENIED,
+    ERROR_INVALID_PARAMETER,
+    ERROR_LOGON_FAILURE,
+)
+from popgate.host._host import Host, ServiceControlError
+from popgate.host._process import ServiceProcess
+from popgate.host._recovery import RecoveryAction, RecoveryStep
+from popgate.host._states import StartupType
+from popgate.services._throttle import LoginThrottle
+
+__all__ = [
+    "ADMIN_GROUP",
+    "Caller",
+    "ControlContext",
+    "PeerCredentials",
+    "create_app",
+]
+
+logger = logging.getLogger("popgate.host")
+
+#: Members of this OS group administer the local host like root.
+ADMIN_GROUP = "popgate-admins"
+
+CONTROL_GROUPS = frozenset({RoleGroup.ORGANIZATION_MANAGEMENT, RoleGroup.SERVER_MANAGEMENT})
+READ_GROUPS = CONTROL_GROUPS | {RoleGroup.VIEW_ONLY_ORGANIZATION_MANAGEMENT}
+
+
+@dataclass(frozen=True, slots=True)
+class PeerCredentials:
+    """The process at the other end of the Unix socket (SO_PEERCRED)."""
+
+    pid: int
+    uid: int
+    gid: int
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is asking, from where, and the role groups they act in."""
+
+    name: str
+    origin: str
+    role_groups: frozenset[RoleGroup]
+
+    @property
+    def may_read(self) -> bool:
+        """May list services and read the log."""
+        return bool(self.role_groups & READ_GROUPS)
+
+    @property
+    def may_control(self) -> bool:
+        """May start, stop and configure services."""
+        return bool(self.role_groups & CONTROL_GROUPS)
+
+
+@dataclass
+class ControlContext:
+    """What the API works on: the host, the directory (logins, audit) and the host log."""
+
+    host: Host
+    directory: Directory
+    log_file: Path
+    #: Re-reads GracefulStopTimeout before a stop (the host kills a service after it).
+    refresh_stop_timeout: Callable[[], Awaitable[None]]
+    throttle: LoginThrottle
+
+
+class ApiError(Exception):
+    """A refusal with an HTTP status and a Windows-style error code."""
+
+    def __init__(self, status: int, code: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+# --- response and request bodies -----------------------------------------------------------
+
+
+class RecoveryActionModel(BaseModel):
+    """One failure action: restart after ``delay`` seconds, or none."""
+
+    action: RecoveryAction
+    delay: float = Field(0.0, ge=0, le=86_400)
+
+
+class RecoveryOptions(BaseModel):
+    """First, second and subsequent failure actions, and the failure-count reset period."""
+
+    actions: list[RecoveryActionModel] = Field(max_length=3)
+    reset_after: float = Field(86_400.0, ge=0)
+
+
+class ServiceStatus(BaseModel):
+    """One service as ``popgate status`` and Get-Service show it."""
+
+    name: str
+    display_name: str
+    description: str
+    role: str
+    status: str
+    state: int
+    pid: int | None
+    startup_type: StartupType
+    since: datetime.datetime
+    last_error: str | None
+    recovery: RecoveryOptions
+
+
+class StartupTypeChange(BaseModel):
+    """Set-Service -StartupType."""
+
+    startup_type: StartupType
+
+
+class WhoAmI(BaseModel):
+    """The caller as the host sees it."""
+
+    name: str
+    origin: str
+    role_groups: list[str]
+    may_read: bool
+    may_control: bool
+
+
+class LogTail(BaseModel):
+    """The last lines of the host's log."""
+
+    lines: list[str]
+
+
+class AuditRecord(BaseModel):
+    """One audit log entry."""
+
+    at: datetime.datetime
+    actor: str
+    origin: str
+    action: str
+    target: str
+    result: str
+    detail: str
+
+
+def _status(host: Host, process: ServiceProcess) -> ServiceStatus:
+    policy = host.recovery[process.info.name]
+    return ServiceStatus(
+        name=process.info.name,
+        display_name=process.info.display_name,
+        description=process.info.description,
+        role=str(process.info.role),
+        status=process.current_state().label,
+        state=int(process.current_state()),
+        pid=process.pid,
+        startup_type=host.startup_types[process.info.name],
+        since=process.since,
+        last_error=process.last_error,
+        recovery=RecoveryOptions(
+            actions=[
+                RecoveryActionModel(action=step.action, delay=step.delay) for step in policy.steps
+            ],
+            reset_after=policy.reset_after,
+        ),
+    )
+
+
+# --- who is calling ------------------------------------------------------------------------
+
+
+def local_caller(peer: PeerCredentials) -> Caller:
+    """The Unix-socket caller: root, the host's user and popgate-admins administer."""
+    try:
+        account = pwd.getpwuid(peer.uid)
+        name = account.pw_name
+        groups = set(os.getgrouplist(account.pw_name, account.pw_gid))
+    except KeyError:
+        name, groups = f"uid {peer.uid}", {peer.gid}
+    try:
+        admin_gid: int | None = grp.getgrnam(ADMIN_GROUP).gr_gid
+    except KeyError:
+        admin_gid = None
+    is_admin = peer.uid in (0, os.geteuid()) or (admin_gid is not None and admin_gid in groups)
+    granted = frozenset({RoleGroup.ORGANIZATION_MANAGEMENT}) if is_admin else frozenset()
+    return Caller(name=name, origin=f"local (pid {peer.pid})", role_groups=granted)
+
+
+def _basic_credentials(header: str | None) -> tuple[str, str] | None:
+    if not header or not header.lower().startswith("basic "):
+        return None
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    name, colon, password = decoded.partition(":")
+    return (name, password) if colon else None
+
+
+async def identify(request: Request) -> Caller:
+    """The caller of ``request``: the socket peer, or the HTTPS login."""
+    context: ControlContext = request.app.state.context
+    peer = request.scope.get("state", {}).get("peer")
+    if isinstance(peer, PeerCredentials):
+        return local_caller(peer)
+    address = request.client.host if request.client else "unknown"
+    credentials = _basic_credentials(request.headers.get("authorization"))
+    if credentials is None:
+        raise ApiError(401, ERROR_LOGON_FAILURE, "Log in with a directory account.")
+    name, password = credentials
+    wait = context.throttle.locked_for(address, name)
+    if wait > 0:
+        raise ApiError(
+            429, ERROR_LOGON_FAILURE, f"Too many failed logins; try again in {wait:.0f} s."
+        )
+    mailbox = await context.directory.verify_password(name, password)
+    if mailbox is None:
+        await asyncio.sleep(context.throttle.failed(address, name))
+        logger.warning("failed control API login for %r from %s", name, address)
+        raise ApiError(401, ERROR_LOGON_FAILURE, "The user name or password is incorrect.")
+    context.throttle.succeeded(name)
+    groups = frozenset(await context.directory.role_groups_of(mailbox.name))
+    return Caller(name=mailbox.name, origin=f"https {address}", role_groups=groups)
+
+
+CallerDep = Annotated[Caller, Depends(identify)]
+
+
+def create_app(context: ControlContext) -> FastAPI:
+    """The control API app over ``context``."""
+    app = FastAPI(
+        title="popgate service host",
+        summary="Start, stop and configure this computer's POP3 services.",
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.context = context
+
+    @app.exception_handler(ApiError)
+    async def api_error(_request: Request, error: ApiError) -> JSONResponse:
+        headers = {"WWW-Authenticate": 'Basic realm="popgate"'} if error.status == 401 else None
+        body = {"error": {"code": error.code, "message": str(error)}}
+        return JSONResponse(body, status_code=error.status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in problem['loc'][1:]) or 'body'}: {problem['msg']}"
+            for problem in error.errors()
+        )
+        body = {"error": {"code": ERROR_INVALID_PARAMETER, "message": problems}}
+        return JSONResponse(body, status_code=422)
+
+    def readable(caller: Caller) -> None:
+        if not caller.may_read:
+            raise ApiError(403, ERROR_ACCESS_DENIED, "Access is denied.")
+
+    async def audit(caller: Caller, action: str, target: str, result: str, detail: str) -> None:
+        await context.directory.audit(
+            actor=caller.name,
+            origin=caller.origin,
+            action=action,
+            target=target,
+            result=result,
+            detail=detail,
+        )
+
+    async def controlled(caller: Caller, action: str, name: str) -> ServiceProcess:
+        """The service to act on, once the caller is known to be allowed; refusals audited."""
+        try:
+            process = context.host.find(name)
+        except ServiceControlError as error:
+            raise ApiError(404, error.code, str(error)) from None
+        if not caller.may_control:
+            await audit(caller, action, process.info.name, "Denied", "Access is denied.")
+            logger.warning(
+                "%s by %s from %s refused: access denied",
+                action,
+                caller.name,
+                caller.origin,
+            )
+            raise ApiError(403, ERROR_ACCESS_DENIED, "Access is denied.")
+        return process
+
+    def control_refused(error: ServiceControlError) -> ApiError:
+        return ApiError(409, error.code, str(error))
+
+    def follow(
+        caller: Caller, action: str, target: str, control: asyncio.Task[ServiceProcess]
+    ) -> None:
+        """Audit the outcome of a control once it has finished."""
+
+        async def report() -> None:
+            try:
+                process = await control
+            except Exception as error:
+                logger.exception("%s failed", action)
+                await audit(caller, action, target, "Failed", str(error))
+                return
+            state = process.current_state().label
+            result = "Failed" if process.last_error else "Success"
+            await audit(caller, action, process.info.name, result, process.last_error or state)
+
+        task = asyncio.ensure_future(report())
+        context.host.background(task)
+
+    @app.get(f"{API_PREFIX}/whoami")
+    async def whoami(caller: CallerDep) -> WhoAmI:
+        """The caller's identity and rights."""
+        return WhoAmI(
+            name=caller.name,
+            origin=caller.origin,
+            role_groups=sorted(group.value for group in caller.role_groups),
+            may_read=caller.may_read,
+            may_control=caller.may_control,
+        )
+
+    @app.get(f"{API_PREFIX}/services")
+    async def list_services(caller: CallerDep) -> list[ServiceStatus]:
+        """Every service of this computer."""
+        readable(caller)
+        return [_status(context.host, process) for process in context.host.processes.values()]
+
+    @app.get(f"{API_PREFIX}/services/{{name}}")
+    async def get_service(name: str, caller: CallerDep) -> ServiceStatus:
+        """One service, by key name or display name."""
+        readable(caller)
+        try:
+            return _status(context.host, context.host.find(name))
+        except ServiceControlError as error:
+            raise ApiError(404, error.code, str(error)) from None
+
+    async def act(
+        caller: Caller,
+        action: str,
+        name: str,
+        begin: Callable[[str], asyncio.Task[ServiceProcess]],
+    ) -> JSONResponse:
+        process = await controlled(caller, action, name)
+        await context.refresh_stop_timeout()
+        try:
+            control = begin(process.info.name)
+        except ServiceControlError as error:
+            await audit(caller, action, process.info.name, "Refused", str(error))
+            raise control_refused(error) from None
+        logger.info("%s %s by %s from %s", action, process.info.name, caller.name, caller.origin)
+        follow(caller, action, process.info.name, control)
+        body = _status(context.host, process).model_dump(mode="json")
+        return JSONResponse(body, status_code=202)
+
+    @app.post(f"{API_PREFIX}/services/{{name}}/start", status_code=202)
+    async def start(name: str, caller: CallerDep) -> JSONResponse:
+        """Start: 202 with StartPending; poll the service until Running or Stopped."""
+        return await act(caller, "Start-Service", name, context.host.start)
+
+    @app.post(f"{API_PREFIX}/services/{{name}}/stop", status_code=202)
+    async def stop(name: str, caller: CallerDep) -> JSONResponse:
+        """Stop gracefully: 202 with StopPending; poll the service until Stopped."""
+        return await act(caller, "Stop-Service", name, context.host.stop)
+
+    @app.post(f"{API_PREFIX}/services/{{name}}/restart", status_code=202)
+    async def restart(name: str, caller: CallerDep) -> JSONResponse:
+        """Stop if running, then start."""
+        return await act(caller, "Restart-Service", name, context.host.restart)
+
+    @app.put(f"{API_PREFIX}/services/{{name}}/startup-type")
+    async def set_startup_type(
+        name: str, change: StartupTypeChange, caller: CallerDep
+    ) -> ServiceStatus:
+        """Set-Service -StartupType Automatic|Manual|Disabled."""
+        process = await controlled(caller, "Set-Service", name)
+        context.host.set_startup_type(process.info.name, change.startup_type)
+        await audit(
+            caller,
+            "Set-Service",
+            process.info.name,
+            "Success",
+            f"StartupType {change.startup_type.value}",
+        )
+        return _status(context.host, process)
+
+    @app.put(f"{API_PREFIX}/services/{{name}}/recovery")
+    async def set_recovery(name: str, options: RecoveryOptions, caller: CallerDep) -> ServiceStatus:
+        """The recovery options: up to three failure actions and the reset period."""
+        process = await controlled(caller, "Set-ServiceRecovery", name)
+        steps = [RecoveryStep(action.action, action.delay) for action in options.actions]
+        context.host.set_recovery(process.info.name, steps, options.reset_after)
+        summary = ", ".join(f"{step.action.value}/{step.delay:g}s" for step in steps) or "none"
+        await audit(
+            caller,
+            "Set-ServiceRecovery",
+            process.info.name,
+            "Success",
+            f"{summary}; reset after {options.reset_after:g} s",
+        )
+        return _status(context.host, process)
+
+    @app.get(f"{API_PREFIX}/log")
+    async def read_log(
+        caller: CallerDep, lines: Annotated[int, Query(ge=1, le=10_000)] = 200
+    ) -> LogTail:
+        """The last ``lines`` lines of the host's log."""
+        readable(caller)
+        try:
+            text = context.log_file.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            text = ""
+        return LogTail(lines=text.splitlines()[-lines:])
+
+    @app.get(f"{API_PREFIX}/audit")
+    async def read_audit(
+        caller: CallerDep, limit: Annotated[int, Query(ge=1, le=10_000)] = 100
+    ) -> list[AuditRecord]:
+        """The newest audit entries, newest first."""
+        readable(caller)
+        entries = await context.directory.list_audit(limit=limit)
+        return [
+            AuditRecord(
+                at=entry.at,
+                actor=entry.actor,
+                origin=entry.origin,
+                action=entry.action,
+                target=entry.target,
+                result=entry.result,
+                detail=entry.detail,
+            )
+            for entry in entries
+        ]
+
+    return app

@@ -1,0 +1,166 @@
+"""A client of the host's control API, for ``popgate net``, ``popgate status`` and the shell."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Self, cast
+
+import httpx
+
+from popgate.host._common import API_PREFIX, ERROR_ACCESS_DENIED
+
+__all__ = ["HostClient", "HostControlError", "HostNotRunningError", "ServiceView"]
+
+PENDING = ("StartPending", "StopPending")
+
+ServiceView = dict[str, Any]
+
+
+class HostNotRunningError(Exception):
+    """Nothing answers on the control socket."""
+
+
+class HostControlError(Exception):
+    """The host refused or failed a request; ``code`` is the Windows-style error number."""
+
+    def __init__(self, code: int, message: str, status: int) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+    @property
+    def access_denied(self) -> bool:
+        """The caller lacks the rights (System error 5)."""
+        return self.code == ERROR_ACCESS_DENIED
+
+
+class HostClient:
+    """Talks to one service host, over its Unix socket or over HTTPS."""
+
+    def __init__(self, client: httpx.Client, where: str) -> None:
+        self._client = client
+        self.where = where
+
+    @classmethod
+    def local(cls, socket_path: Path, *, timeout: float = 30) -> Self:
+        """The host of this computer, through ``socket_path``."""
+        transport = httpx.HTTPTransport(uds=str(socket_path))
+        client = httpx.Client(transport=transport, base_url="http://popgate", timeout=timeout)
+        return cls(client, str(socket_path))
+
+    @classmethod
+    def remote(
+        cls, url: str, *, user: str, password: str, verify: bool | str = True, timeout: float = 30
+    ) -> Self:
+        """A host over HTTPS, logging in with a directory account."""
+        client = httpx.Client(
+            base_url=url.rstrip("/"), auth=(user, password), verify=verify, timeout=timeout
+        )
+        return cls(client, url)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: dict[str, object] | None = None,
+        params: dict[str, int] | None = None,
+    ) -> object:
+        try:
+            response = self._client.request(method, f"{API_PREFIX}{path}", json=body, params=params)
+        except (httpx.ConnectError, httpx.RemoteProtocolError, FileNotFoundError) as error:
+            cause = error.__cause__ or error.__context__
+            if isinstance(cause, PermissionError):
+                raise HostControlError(ERROR_ACCESS_DENIED, "Access is denied.", 403) from None
+            raise HostNotRunningError(self.where) from None
+        if response.status_code >= 400:
+            try:
+                problem = response.json()["error"]
+                code, message = int(problem["code"]), str(problem["message"])
+            except (ValueError, KeyError, TypeError):
+                code, message = 0, f"HTTP {response.status_code}: {response.text[:200]}"
+            raise HostControlError(code, message, response.status_code)
+        return response.json()
+
+    def whoami(self) -> dict[str, Any]:
+        """The caller as the host sees it."""
+        return cast("dict[str, Any]", self._call("GET", "/whoami"))
+
+    def services(self) -> list[ServiceView]:
+        """Every service of the host's computer."""
+        return cast("list[ServiceView]", self._call("GET", "/services"))
+
+    def service(self, name: str) -> ServiceView:
+        """One service by key name or display name."""
+        return cast("ServiceView", self._call("GET", f"/services/{name}"))
+
+    def start(self, name: str) -> ServiceView:
+        """Send the start control; the service is StartPending (or already Running) after."""
+        return cast("ServiceView", self._call("POST", f"/services/{name}/start"))
+
+    def stop(self, name: str) -> ServiceView:
+        """Send the stop control."""
+        return cast("ServiceView", self._call("POST", f"/services/{name}/stop"))
+
+    def restart(self, name: str) -> ServiceView:
+        """Stop (if running) then start."""
+        return cast("ServiceView", self._call("POST", f"/services/{name}/restart"))
+
+    def set_startup_type(self, name: str, startup_type: str) -> ServiceView:
+        """Automatic, Manual or Disabled."""
+        return cast(
+            "ServiceView",
+            self._call(
+                "PUT", f"/services/{name}/startup-type", body={"startup_type": startup_type}
+            ),
+        )
+
+    def set_recovery(
+        self, name: str, actions: list[tuple[str, float]], reset_after: float
+    ) -> ServiceView:
+        """Failure actions (``("restart", seconds)`` or ``("none", 0)``) and reset period."""
+        body = {
+            "actions": [{"action": action, "delay": delay} for action, delay in actions],
+            "reset_after": reset_after,
+        }
+        return cast("ServiceView", self._call("PUT", f"/services/{name}/recovery", body=body))
+
+    def log(self, lines: int = 200) -> list[str]:
+        """The last lines of the host's log."""
+        tail = cast("dict[str, list[str]]", self._call("GET", "/log", params={"lines": lines}))
+        return tail["lines"]
+
+    def audit(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest audit entries."""
+        return cast("list[dict[str, Any]]", self._call("GET", "/audit", params={"limit": limit}))
+
+    def wait_while_pending(
+        self,
+        name: str,
+        *,
+        interval: float = 0.1,
+        on_tick: Callable[[], None] | None = None,
+        tick_every: float = 1.0,
+    ) -> ServiceView:
+        """Poll until the service leaves StartPending/StopPending; ``on_tick`` each second."""
+        next_tick = time.monotonic() + tick_every
+        while True:
+            view = self.service(name)
+            if view["status"] not in PENDING:
+                return view
+            if on_tick is not None and time.monotonic() >= next_tick:
+                on_tick()
+                next_tick += tick_every
+            time.sleep(interval)
