@@ -138,8 +138,8 @@ def run_as_nobody(env: dict[str, str], args: list[str]) -> tuple[int, str]:
         status = 99
         try:
             os.close(read_end)
-            output = open(write_end, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
-            sys.stdout = sys.stderr = output
+            sink = open(write_end, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
+            sys.stdout = sys.stderr = sink
             os.environ.clear()
             os.environ.update(env)
             os.setgroups([])
@@ -299,7 +299,7 @@ def test_net_stop_is_graceful_for_sessions_in_transaction(
     )
     installation.wait_for_status("MSExchangePOP3BE", "StopPending")
     # New sessions are refused while it drains; sessions in TRANSACTION may finish.
-    with pytest.raises(OSError):
+    with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", installation.backend_port), timeout=2).close()
     quitting.quit()
     output, _ = stopping.communicate(timeout=60)
