@@ -1,12 +1,7 @@
 #!/usr/bin/env bash
-# The main job: install, set up this computer (idempotent), run both POP3 services.
-# Until the service host arrives (`popgate up`), this script plays its part: the backend runs
-# in the background, the front end in the foreground, and Ctrl-C stops both.
+# The main job: install, then `popgate up`: set up this computer if needed (idempotent), run
+# the service host, start MSExchangePOP3BE then MSExchangePOP3. Ctrl-C stops everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
-.venv/bin/popgate setup
-.venv/bin/popgate service run MSExchangePOP3BE &
-backend=$!
-trap 'kill -TERM "$backend" 2>/dev/null || true; wait "$backend" || true' EXIT
-.venv/bin/popgate service run MSExchangePOP3
+exec .venv/bin/popgate up "$@"

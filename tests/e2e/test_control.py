@@ -450,3 +450,24 @@ def test_install_systemd_writes_a_notify_unit(installation: Installation, tmp_pa
     assert f"ExecStart={sys.executable} -m popgate.cli host\n" in text
     assert "AmbientCapabilities=CAP_NET_BIND_SERVICE\n" in text
     assert "WantedBy=multi-user.target\n" in text
+
+
+def test_status_watch_follows_the_services_until_ctrl_c(installation: Installation) -> None:
+    installation.start_host()
+    assert installation.net("start", "MSExchangePOP3BE").returncode == 0
+    watching = subprocess.Popen(
+        [sys.executable, "-m", "popgate.cli", "status", "--watch", "--interval", "0.2"],
+        env=installation.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.5)
+    assert installation.net("stop", "MSExchangePOP3BE").returncode == 0
+    time.sleep(1)
+    watching.send_signal(signal.SIGINT)
+    output, errors = watching.communicate(timeout=30)
+    assert watching.returncode == 0, errors
+    # Off a terminal the live view prints its last frame: the stop happened while watching.
+    last_frame = output.strip().splitlines()[-2:]
+    assert [row.split()[-2] for row in last_frame] == ["Stopped", "Stopped"]

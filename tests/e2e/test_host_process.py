@@ -35,8 +35,8 @@ def test_running_only_once_ready_and_stopped_after_stop(installation: Installati
         )
         assert state_of(service) is ServiceState.STOPPED
         assert state_of(service).label == "Stopped"
-        starting = asyncio.ensure_future(service.start())
-        await asyncio.sleep(0)
+        starting = service.start()
+        # StartPending as soon as the control is accepted, before the process even runs.
         assert state_of(service) is ServiceState.START_PENDING
         await starting
         assert state_of(service) is ServiceState.RUNNING
@@ -82,5 +82,26 @@ def test_an_unexpected_exit_is_seen(installation: Installation) -> None:
         assert service.pid is not None
         os.kill(service.pid, signal.SIGKILL)
         assert await asyncio.wait_for(service.wait_exit(), 30) == -signal.SIGKILL
+
+    asyncio.run(scenario())
+
+
+def test_a_service_that_does_not_stop_in_time_is_killed_and_reported(
+    installation: Installation,
+) -> None:
+    async def scenario() -> None:
+        service = ServiceProcess(
+            BACKEND, run_dir=installation.layout.run_dir, environment=installation.env
+        )
+        await service.start()
+        pid = pid_of(service)
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)  # a hung service: it cannot act on SIGTERM
+        stopping = service.stop(kill_after=1)
+        assert state_of(service) is ServiceState.STOP_PENDING
+        await stopping
+        assert state_of(service) is ServiceState.STOPPED
+        assert service.last_error == "did not stop within 1 s and was killed"
+        assert not listening(installation.backend_port)
 
     asyncio.run(scenario())

@@ -26,7 +26,7 @@ from popgate.services._notify import notify
 from popgate.services._throttle import LoginThrottle
 from popgate.store import MaildirStore
 
-__all__ = ["ServiceStartError", "parse_binding", "run_service"]
+__all__ = ["ServiceStartError", "listen_error", "parse_binding", "run_service"]
 
 logger = logging.getLogger("popgate.service")
 
@@ -59,14 +59,23 @@ class SessionTracker:
         return len(leftover)
 
 
-def _listen_error(error: OSError, what: str, setting: str) -> ServiceStartError:
+def listen_error(error: OSError, what: str, setting: str, port: int) -> ServiceStartError:
+    """Why a service could not listen on ``what``, and the setting that moves it."""
+    higher = port + 1000 if port < 1024 else port + 1
+    example = f"'popgate settings set {setting} " + (
+        f"{higher}'" if setting == "ProxyTargetPort" else f"{what.rsplit(':', 1)[0]}:{higher}'"
+    )
+    if error.errno == errno.EACCES:
+        return ServiceStartError(
+            f"cannot listen on {what}: permission denied; ports below 1024 need root or "
+            "CAP_NET_BIND_SERVICE. Run the host as root, or as a user granted it "
+            f"('popgate install-systemd --user USER' does), or move the service: {example}"
+        )
     if error.errno == errno.EADDRINUSE:
-        reason = "the address is already in use by another program"
-    elif error.errno == errno.EACCES:
-        reason = "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+        reason = "the address is already in use by another program; stop that program"
     else:
         reason = error.strerror or str(error)
-    return ServiceStartError(f"cannot listen on {what}: {reason}; change {setting} or free it")
+    return ServiceStartError(f"cannot listen on {what}: {reason}, or move the service: {example}")
 
 
 def _tls_context(home: Home, settings: PopSettings) -> ssl.SSLContext:
@@ -320,7 +329,7 @@ async def _bind(
             reuse_port=reuse_port,
         )
     except OSError as error:
-        raise _listen_error(error, binding, setting) from None
+        raise listen_error(error, binding, setting, port) from None
 
 
 def _prepare_socket_path(path: Path) -> Path:
@@ -342,7 +351,7 @@ async def _listen(
             accept(True), host=None, port=port, ssl=tls, ssl_handshake_timeout=30, backlog=1024
         )
     except OSError as error:
-        raise _listen_error(error, f"port {port}", "ProxyTargetPort") from None
+        raise listen_error(error, f"port {port}", "ProxyTargetPort", port) from None
     socket_path = _prepare_socket_path(home.backend_socket)
     old_umask = os.umask(0o077)
     try:
