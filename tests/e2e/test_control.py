@@ -51,6 +51,17 @@ def audit_entries(installation: Installation) -> list[dict[str, object]]:
         return client.audit(20)
 
 
+def newest_audit_of(installation: Installation, action: str) -> dict[str, object]:
+    """The newest audit entry for ``action``, waiting for it (outcomes are audited last)."""
+    deadline = time.monotonic() + 10
+    while True:
+        for entry in audit_entries(installation):
+            if entry["action"] == action:
+                return entry
+        assert time.monotonic() < deadline, f"no {action} in the audit log"
+        time.sleep(0.05)
+
+
 def directory_call(installation: Installation, action: str, *args: object) -> None:
     """Call a Directory method on the installation's directory (test set-up only)."""
 
@@ -242,8 +253,8 @@ def test_https_logins_and_role_groups(installation: Installation) -> None:
         ("Set-Service", "Denied"),
     }
     assert all(str(e["origin"]).startswith("https 127.0.0.1") for e in viewer_entries)
-    operator_start = next(e for e in entries if e["actor"] == "operator")
-    assert (operator_start["action"], operator_start["result"]) == ("Start-Service", "Success")
+    operator_start = newest_audit_of(installation, "Start-Service")
+    assert (operator_start["actor"], operator_start["result"]) == ("operator", "Success")
 
 
 def test_a_port_in_use_leaves_the_service_stopped_with_the_reason(
@@ -471,3 +482,58 @@ def test_status_watch_follows_the_services_until_ctrl_c(installation: Installati
     # Off a terminal the live view prints its last frame: the stop happened while watching.
     last_frame = output.strip().splitlines()[-2:]
     assert [row.split()[-2] for row in last_frame] == ["Stopped", "Stopped"]
+
+
+def test_a_missing_certificate_keeps_the_front_end_stopped_with_the_reason(
+    installation: Installation,
+) -> None:
+    installation.set("X509CertificateName", "mail.contoso.com")
+    installation.start_host()
+    failed = installation.net("start", "MSExchangePOP3")
+    assert failed.returncode == 2
+    assert "no certificate was imported under that name" in failed.stdout
+    assert "popgate certificate import mail.contoso.com" in failed.stdout
+    view = installation.wait_for_status("MSExchangePOP3", "Stopped")
+    assert "mail.contoso.com" in str(view["last_error"])
+
+
+def test_restart_gives_a_new_process_and_is_audited(installation: Installation) -> None:
+    installation.start_host()
+    assert installation.net("start", "MSExchangePOP3BE").returncode == 0
+    with client_of(installation) as client:
+        first = client.service("MSExchangePOP3BE")["pid"]
+        assert client.restart("MSExchangePOP3BE")["status"] == "StopPending"
+        # Between the stop and the start the service is briefly Stopped; wait for Running.
+        view = installation.wait_for_status("MSExchangePOP3BE", "Running")
+        assert view["pid"] != first
+    entry = newest_audit_of(installation, "Restart-Service")
+    assert (entry["result"], entry["detail"]) == ("Success", "Running")
+
+
+def test_the_host_tells_systemd_when_it_is_ready_and_when_it_stops(
+    installation: Installation, tmp_path: Path
+) -> None:
+    notify_path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as systemd:
+        systemd.bind(str(notify_path))
+        systemd.settimeout(30)
+        host = subprocess.Popen(
+            [sys.executable, "-m", "popgate.cli", "host", "--https", "off"],
+            env=dict(installation.env, NOTIFY_SOCKET=str(notify_path)),
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert systemd.recv(4096) == b"READY=1"
+            with client_of(installation) as client:
+                assert {s["name"] for s in client.services()} == {
+                    "MSExchangePOP3",
+                    "MSExchangePOP3BE",
+                }
+            host.send_signal(signal.SIGTERM)
+            assert systemd.recv(4096) == b"STOPPING=1"
+        finally:
+            host.send_signal(signal.SIGTERM)
+            _, errors = host.communicate(timeout=60)
+    assert host.returncode == 0
+    assert "Traceback" not in errors

@@ -13,6 +13,7 @@ import contextlib
 import errno
 import fcntl
 import logging
+import logging.handlers
 import os
 import signal
 import socket
@@ -146,7 +147,10 @@ def _https_listener(binding: str) -> socket.socket:
 
 def _file_logging(home: Home) -> logging.Handler:
     home.log_dir.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(home.log_dir / "host.log", encoding="utf-8")
+    # Rotated, so that a host that runs for years keeps a bounded log.
+    handler = logging.handlers.RotatingFileHandler(
+        home.log_dir / "host.log", maxBytes=10 * 1024 * 1024, backupCount=5, encoding="utf-8"
+    )
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     handler.setLevel(logging.INFO)
     logging.getLogger("popgate").addHandler(handler)
