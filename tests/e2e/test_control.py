@@ -108,7 +108,7 @@ def test_net_messages_and_exit_codes(installation: Installation) -> None:
         "   Microsoft Exchange POP3 Backend\n\n"
         "The command completed successfully.\n\n"
     )
-    stopped = installation.net("stop", "MSExchangePOP3BE")
+    stopped = installation.net("stop", "MSExchangePOP3BE", "/y")
     assert stopped.returncode == 0
     assert stopped.stderr == ""
 

@@ -199,7 +199,10 @@ def _net_stop(client: HostClient, name: str) -> int:
 
 def cmd_net(args: argparse.Namespace) -> int:
     """``net start|stop [NAME]`` for this computer's services, with cmd.exe's messages."""
-    name = " ".join(args.name).strip()
+    # net.exe's /y and /n answer the dependent-services prompt; no popgate service has
+    # dependents, so there is never a question to answer.
+    words = [word for word in args.name if word.lower() not in ("/y", "/yes", "/n", "/no")]
+    name = " ".join(words).strip()
     with _local_host() as client:
         if args.verb == "start" and not name:
             try:
