@@ -20,17 +20,13 @@ from popgate._setup import run_setup
 from popgate.cli._common import RUNTIME_ERROR, USAGE_ERROR, CommandError, console, run
 from popgate.home import Home
 from popgate.host import ServiceControlError, ServiceState
-from popgate.host import _net as net
 from popgate.host._client import HostClient, HostControlError, HostNotRunningError, ServiceView
+from popgate.host._netcmd import NetUsageError, run_net
 
 if TYPE_CHECKING:
     from popgate.host._daemon import RunningHost
 from popgate.host._common import (
     DEFAULT_HTTPS_BINDING,
-    ERROR_SERVICE_ALREADY_RUNNING,
-    ERROR_SERVICE_DISABLED,
-    ERROR_SERVICE_DOES_NOT_EXIST,
-    ERROR_SERVICE_NOT_ACTIVE,
     HostError,
     control_socket_path,
     parse_https_binding,
@@ -144,78 +140,20 @@ def cmd_up(args: argparse.Namespace) -> int:
 # -- popgate net ---------------------------------------------------------------------------
 
 
-def _emit(output: net.NetOutput) -> int:
-    sys.stdout.write(output.text)
+def _write_now(text: str) -> None:
+    sys.stdout.write(text)
     sys.stdout.flush()
-    return output.status
-
-
-def _dot() -> None:
-    sys.stdout.write(".")
-    sys.stdout.flush()
-
-
-def _net_refusal(error: HostControlError) -> net.NetOutput:
-    if error.access_denied:
-        return net.access_denied()
-    if error.code == ERROR_SERVICE_DOES_NOT_EXIST:
-        return net.invalid_name()
-    if error.code == ERROR_SERVICE_DISABLED:
-        return net.disabled()
-    raise CommandError(str(error), RUNTIME_ERROR)
-
-
-def _net_start(client: HostClient, name: str) -> int:
-    # The control goes first, as net.exe opens the service for start access: the host
-    # sees (and audits) a caller without the right, whatever the service's state.
-    try:
-        view = client.start(name)
-    except HostControlError as error:
-        if error.code == ERROR_SERVICE_ALREADY_RUNNING:
-            return _emit(net.already_started())
-        return _emit(_net_refusal(error))
-    display = view["display_name"]
-    sys.stdout.write(net.starting_line(display))
-    sys.stdout.flush()
-    final = client.wait_while_pending(name, on_tick=_dot)
-    ok = final["status"] == ServiceState.RUNNING.label
-    reason = None if ok else (final["last_error"] or "The service did not report an error.")
-    return _emit(net.start_result(display, reason))
-
-
-def _net_stop(client: HostClient, name: str) -> int:
-    try:
-        view = client.stop(name)
-    except HostControlError as error:
-        if error.code == ERROR_SERVICE_NOT_ACTIVE:
-            return _emit(net.not_started(client.service(name)["display_name"]))
-        return _emit(_net_refusal(error))
-    display = view["display_name"]
-    sys.stdout.write(net.stopping_line(display))
-    sys.stdout.flush()
-    final = client.wait_while_pending(name, on_tick=_dot)
-    return _emit(net.stop_result(display, final["last_error"]))
 
 
 def cmd_net(args: argparse.Namespace) -> int:
     """``net start|stop [NAME]`` for this computer's services, with cmd.exe's messages."""
-    # net.exe's /y and /n answer the dependent-services prompt; no popgate service has
-    # dependents, so there is never a question to answer.
-    words = [word for word in args.name if word.lower() not in ("/y", "/yes", "/n", "/no")]
-    name = " ".join(words).strip()
     with _local_host() as client:
-        if args.verb == "start" and not name:
-            try:
-                services = client.services()
-            except HostControlError as error:
-                return _emit(_net_refusal(error))
-            started = [s["display_name"] for s in services if s["status"] == "Running"]
-            return _emit(net.started_list(started))
-        if not name:
-            raise CommandError("name the service to stop, e.g. 'popgate net stop MSExchangePOP3'")
-        if args.verb == "start":
-            return _net_start(client, name)
-        return _net_stop(client, name)
+        try:
+            return run_net(client, args.verb, args.name, _write_now)
+        except NetUsageError as error:
+            raise CommandError(str(error)) from None
+        except HostControlError as error:
+            raise CommandError(str(error), RUNTIME_ERROR) from None
 
 
 # -- popgate status ------------------------------------------------------------------------
