@@ -21,18 +21,18 @@ from popgate.cli._common import RUNTIME_ERROR, USAGE_ERROR, CommandError, consol
 from popgate.home import Home
 from popgate.host import ServiceControlError, ServiceState
 from popgate.host._client import HostClient, HostControlError, HostNotRunningError, ServiceView
-from popgate.host._netcmd import NetUsageError, run_net
-
-if TYPE_CHECKING:
-    from popgate.host._daemon import RunningHost
 from popgate.host._common import (
     DEFAULT_HTTPS_BINDING,
     HostError,
     control_socket_path,
     parse_https_binding,
 )
+from popgate.host._netcmd import NetUsageError, run_net
 from popgate.host._recovery import RecoveryAction
 from popgate.services import BACKEND, FRONTEND
+
+if TYPE_CHECKING:
+    from popgate.host._daemon import RunningHost
 
 __all__ = ["add_host_commands", "add_service_set", "systemd_unit"]
 
