@@ -120,6 +120,7 @@ def test_migration_files_are_inside_the_package() -> None:
         "migrations/script.py.mako",
         "migrations/versions/__init__.py",
         "migrations/versions/0001_initial.py",
+        "migrations/versions/0002_cas_settings.py",
     ):
         assert (package / relative).is_file(), relative
-    assert head_revision() == "0001"
+    assert head_revision() == "0002"

@@ -12,9 +12,11 @@ from ._model import AuditEntry, Mailbox, Role, RoleGroup, Server
 from ._names import validate_address, validate_domain, validate_mailbox_name
 from ._settings import (
     CalendarItemRetrievalOption,
+    CasMailboxSettings,
     ExtendedProtectionPolicy,
     LoginType,
     MimeFormat,
+    MultiValueEdit,
     PopSettings,
     RollOver,
     SortOrder,
@@ -28,6 +30,7 @@ __all__ = [
     "AlreadyExists",
     "AuditEntry",
     "CalendarItemRetrievalOption",
+    "CasMailboxSettings",
     "Directory",
     "DirectoryError",
     "ExtendedProtectionPolicy",
@@ -36,6 +39,7 @@ __all__ = [
     "LoginType",
     "Mailbox",
     "MimeFormat",
+    "MultiValueEdit",
     "NotFound",
     "PopSettings",
     "Role",

@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import re
 import uuid
 from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
@@ -45,7 +46,7 @@ from ._schema import (
     role_group_members,
     servers,
 )
-from ._settings import PopSettings
+from ._settings import CasMailboxSettings, PopSettings
 
 __all__ = ["DEFAULT_DOMAIN", "Directory"]
 
@@ -127,6 +128,30 @@ def _server_name(name: str) -> str:
             f"The server name {name!r} is not valid; use the computer's host name, "
             "for example 'mbx01'."
         ) from None
+
+
+def _like(wildcard: str) -> str:
+    """A PowerShell wildcard (``*`` any text, ``?`` one character) as a lower-case LIKE
+    pattern escaped with backslashes."""
+    escaped = re.sub(r"([\\%_])", r"\\\1", wildcard.lower())
+    return escaped.replace("*", "%").replace("?", "_")
+
+
+def _cas_json(settings: CasMailboxSettings) -> str | None:
+    # pop_enabled has its own column, which the POP3 login check reads.
+    stored = {k: v for k, v in settings.to_json().items() if k != "pop_enabled"}
+    return json.dumps(stored, sort_keys=True) if stored else None
+
+
+def _load_cas(pop_enabled: bool, text: str | None) -> CasMailboxSettings:
+    stored = {} if text is None else json.loads(text)
+    return CasMailboxSettings.from_json({**stored, "pop_enabled": pop_enabled})
+
+
+def _aware(when: datetime | None, what: str) -> datetime | None:
+    if when is not None and when.tzinfo is None:
+        raise InvalidSetting(f"{what} needs a time zone, for example 2025-12-01T00:00:00+00:00.")
+    return when
 
 
 def _settings_json(settings: PopSettings) -> str:
@@ -301,10 +326,18 @@ class Directory:
             ).first()
         return None if row is None else _to_mailbox(row)
 
-    async def list_mailboxes(self) -> list[Mailbox]:
-        """Every mailbox, sorted by name (ignoring case)."""
+    async def list_mailboxes(self, pattern: str | None = None) -> list[Mailbox]:
+        """Every mailbox, sorted by name (ignoring case); with ``pattern``, those whose name or
+        address matches it (``*`` any text, ``?`` one character, ignoring case)."""
+        query = sa.select(*_MAILBOX_COLUMNS).order_by(mailboxes.c.name_key)
+        if pattern is not None:
+            like = _like(pattern)
+            query = query.where(
+                mailboxes.c.name_key.like(like, escape="\\")
+                | mailboxes.c.address_key.like(like, escape="\\")
+            )
         async with self._engine.connect() as conn:
-            rows = await conn.execute(sa.select(*_MAILBOX_COLUMNS).order_by(mailboxes.c.name_key))
+            rows = await conn.execute(query)
             return [_to_mailbox(row) for row in rows]
 
     async def remove_mailbox(self, name: str) -> Mailbox:
@@ -335,6 +368,45 @@ class Directory:
     async def set_pop_enabled(self, name: str, enabled: bool) -> None:
         """Set-CASMailbox -PopEnabled: allow or block POP3 for the mailbox."""
         await self._update_mailbox(name, {"pop_enabled": enabled})
+
+    async def get_cas_settings(self, name: str) -> CasMailboxSettings:
+        """Get-CASMailbox: the mailbox's POP3 settings; raises :class:`NotFound`."""
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(mailboxes.c.pop_enabled, mailboxes.c.cas_settings).where(
+                        _mailbox_key(name)
+                    )
+                )
+            ).first()
+        if row is None:
+            raise _not_found_mailbox(name)
+        return _load_cas(row.pop_enabled, row.cas_settings)
+
+    async def set_cas_settings(self, name: str, /, **changes: object) -> CasMailboxSettings:
+        """Set-CASMailbox: apply ``changes`` all or none and return the new settings.
+
+        Keys are Set-CASMailbox parameter names in any case (``PopEnabled``) or field names;
+        values are typed or text such as ``$false`` or ``TextOnly``. Raises
+        :class:`NotFound` or :class:`InvalidSetting`.
+        """
+        async with self._engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(mailboxes.c.guid, mailboxes.c.pop_enabled, mailboxes.c.cas_settings)
+                    .where(_mailbox_key(name))
+                    .with_for_update()
+                )
+            ).first()
+            if row is None:
+                raise _not_found_mailbox(name)
+            updated = _load_cas(row.pop_enabled, row.cas_settings).with_changes(changes)
+            await conn.execute(
+                sa.update(mailboxes)
+                .where(mailboxes.c.guid == row.guid)
+                .values(pop_enabled=updated.pop_enabled, cas_settings=_cas_json(updated))
+            )
+        return updated
 
     async def set_mailbox_server(self, name: str, server: str) -> None:
         """Record which Mailbox server holds the mailbox; raises :class:`NotFound`."""
@@ -578,17 +650,22 @@ class Directory:
             raise _not_found_server(server)
         return _load_settings(row.effective if effective else row.configured)
 
-    async def set_pop_settings(self, server: str, **changes: object) -> PopSettings:
+    async def set_pop_settings(self, server: str, /, **changes: object) -> PopSettings:
         """Set-PopSettings: validate ``changes`` and write the configured copy only.
 
-        Keys are field names or Exchange parameter names; values are typed or text as
-        :func:`parse_setting` reads it. Returns the new configured settings; the service
-        picks them up at its next start (:meth:`apply_pop_settings`).
+        Keys are field names or Exchange parameter names (a key ``server`` is an unknown
+        setting, not the server); values are typed, text as :func:`parse_setting` reads it, or
+        a :class:`MultiValueEdit` of a list. All changes apply or none. Returns the new
+        configured settings; the service picks them up at its next start
+        (:meth:`apply_pop_settings`).
         """
         server_name = server.lower()
         async with self._engine.begin() as conn:
             current = await self._locked_settings(conn, server, server_name)
-            updated = _load_settings(current).with_changes(changes)
+            fqdn = (
+                await conn.execute(sa.select(servers.c.fqdn).where(servers.c.name == server_name))
+            ).scalar_one()
+            updated = _load_settings(current).with_changes(changes, fqdn=fqdn)
             await conn.execute(
                 sa.update(pop_settings)
                 .where(pop_settings.c.server_name == server_name)
@@ -627,14 +704,44 @@ class Directory:
                 )
             )
 
-    async def list_audit(self, *, limit: int = 100) -> list[AuditEntry]:
-        """The newest ``limit`` audit entries, newest first."""
+    async def list_audit(
+        self,
+        *,
+        limit: int = 100,
+        actions: Collection[str] | None = None,
+        actors: Collection[str] | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> list[AuditEntry]:
+        """The newest ``limit`` audit entries, newest first (Search-AdminAuditLog).
+
+        Only entries whose action is one of ``actions`` (-Cmdlets) and whose actor is one of
+        ``actors`` (-UserIds), both ignoring case, made from ``start`` to ``end`` (aware
+        datetimes, inclusive) when given.
+        """
         if limit < 1:
             raise InvalidSetting(f"The audit limit must be at least 1; got {limit}.")
-        async with self._engine.connect() as conn:
-            rows = await conn.execute(
-                sa.select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)
+        start, end = _aware(start, "The start date"), _aware(end, "The end date")
+        if start is not None and end is not None and start > end:
+            raise InvalidSetting(
+                f"The start date {start.isoformat()} is after the end date {end.isoformat()}."
             )
+        query = sa.select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)
+        # SQLite's lower() folds ASCII only: non-ASCII names match in their exact case there.
+        if actions is not None:
+            query = query.where(
+                sa.func.lower(audit_log.c.action).in_(sorted({a.lower() for a in actions}))
+            )
+        if actors is not None:
+            query = query.where(
+                sa.func.lower(audit_log.c.actor).in_(sorted({a.lower() for a in actors}))
+            )
+        if start is not None:
+            query = query.where(audit_log.c.at >= start)
+        if end is not None:
+            query = query.where(audit_log.c.at <= end)
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(query)
             return [
                 AuditEntry(
                     id=int(row.id),

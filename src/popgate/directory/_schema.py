@@ -95,6 +95,9 @@ mailboxes = sa.Table(
     ),
     sa.Column("is_administrator", sa.Boolean(), nullable=False),
     sa.Column("created", UtcDateTime(), nullable=False),
+    # JSON text of CasMailboxSettings.to_json() without pop_enabled (the column above): only
+    # the values that differ from the defaults; NULL when none do.
+    sa.Column("cas_settings", sa.Text(), nullable=True),
 )
 
 role_group_members = sa.Table(

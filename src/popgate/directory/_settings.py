@@ -4,6 +4,7 @@
 with Exchange 2013's defaults, plus a few popgate extensions. Each field records its Exchange
 name in :attr:`PopSettings.EXCHANGE_NAMES`. :func:`parse_setting` turns text as an administrator
 types it (``$true``, ``00:30:00``, ``BestBodyFormat``, ``2MB``, ``a,b``) into a checked value.
+:class:`CasMailboxSettings` does the same for one mailbox's Set-CASMailbox POP3 parameters.
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ from ._names import validate_domain
 
 __all__ = [
     "CalendarItemRetrievalOption",
+    "CasMailboxSettings",
     "ExtendedProtectionPolicy",
     "LoginType",
     "MimeFormat",
+    "MultiValueEdit",
     "PopSettings",
     "RollOver",
     "SortOrder",
@@ -347,22 +350,36 @@ _SPECS: Final[Mapping[str, _Spec]] = MappingProxyType(
     }
 )
 
-# Both spellings, lower-cased, map to the field name.
-_LOOKUP: Final[Mapping[str, str]] = MappingProxyType(
-    {key: name for name, spec in _SPECS.items() for key in (name, spec.exchange.lower())}
-)
+
+def _lookup_table(specs: Mapping[str, _Spec]) -> Mapping[str, str]:
+    """Both spellings, lower-cased, mapped to the field name."""
+    return MappingProxyType(
+        {key: name for name, spec in specs.items() for key in (name, spec.exchange.lower())}
+    )
+
+
+_LOOKUP: Final = _lookup_table(_SPECS)
+
+
+def _find(name: str, specs: Mapping[str, _Spec], lookup: Mapping[str, str], unknown: str) -> str:
+    """The field for an Exchange parameter name (any case, leading ``-`` allowed) or a field
+    name; ``unknown`` ends the error message when there is none."""
+    key = name.strip().lstrip("-").lower()
+    if key in lookup:
+        return lookup[key]
+    close = difflib.get_close_matches(key, list(lookup), n=1)
+    hint = f" Did you mean {specs[lookup[close[0]]].exchange}?" if close else ""
+    raise InvalidSetting(f"{name!r} is not {unknown.format(hint=hint)}")
 
 
 def _resolve(name: str) -> str:
     """Map an Exchange parameter name (any case) or a snake_case field name to the field."""
-    key = name.strip().lstrip("-").lower()
-    if key in _LOOKUP:
-        return _LOOKUP[key]
-    close = difflib.get_close_matches(key, list(_LOOKUP), n=1)
-    hint = f" Did you mean {_SPECS[_LOOKUP[close[0]]].exchange}?" if close else ""
-    raise InvalidSetting(
-        f"{name!r} is not a POP3 setting.{hint} Get-PopSettings lists them all, "
-        "for example MaxCommandSize or LoginType."
+    return _find(
+        name,
+        _SPECS,
+        _LOOKUP,
+        "a POP3 setting.{hint} Get-PopSettings lists them all, "
+        "for example MaxCommandSize or LoginType.",
     )
 
 
@@ -466,9 +483,8 @@ def _parse_enum(spec: _Spec, text: str) -> Enum:
 # --- checking typed values ------------------------------------------------------------------
 
 
-def _check(name: str, value: object) -> object:
-    """Return ``value`` normalised for field ``name`` (text is parsed first) or raise."""
-    spec = _SPECS[name]
+def _check(spec: _Spec, value: object) -> object:
+    """Return ``value`` normalised for the setting of ``spec`` (text is parsed first) or raise."""
     if isinstance(value, str) and spec.kind is not _Kind.TEXT:
         value = _parse_text(spec, value)
     if value is None:
@@ -539,7 +555,7 @@ def parse_setting(name: str, text: str) -> object:
     setting. Raises :class:`InvalidSetting` with a message naming the setting and the rule.
     """
     field_name = _resolve(name)
-    return _check(field_name, _parse_text(_SPECS[field_name], text))
+    return _check(_SPECS[field_name], _parse_text(_SPECS[field_name], text))
 
 
 def _format_timespan(value: timedelta) -> str:
@@ -576,6 +592,32 @@ def _to_json_value(value: object) -> object:
     if isinstance(value, tuple):
         return list(value)
     return value
+
+
+@dataclass(frozen=True, slots=True)
+class MultiValueEdit:
+    """``@{Add=...; Remove=...}``: edit a multi-valued setting instead of replacing it.
+
+    Removing a value that is not there, or adding one that is, changes nothing, as in
+    Exchange; values are compared after normalisation (``0.0.0.0:0995`` is ``0.0.0.0:995``).
+    """
+
+    add: tuple[str, ...] = ()
+    remove: tuple[str, ...] = ()
+
+    def applied_to(self, spec: _Spec, current: tuple[str, ...]) -> tuple[str, ...]:
+        """The new list of the setting of ``spec`` whose value is ``current``."""
+        if spec.kind is not _Kind.LIST:
+            multi = ", ".join(s.exchange for s in _SPECS.values() if s.kind is _Kind.LIST)
+            raise InvalidSetting(
+                f"{spec.exchange} has a single value; @{{Add=...; Remove=...}} edits only the "
+                f"multi-valued settings {multi}."
+            )
+        assert spec.check is not None
+        removed = {spec.check(spec.exchange, item.strip()) for item in self.remove}
+        kept = [item for item in current if item not in removed]
+        added = (spec.check(spec.exchange, item.strip()) for item in self.add)
+        return tuple(dict.fromkeys([*kept, *added]))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -652,7 +694,7 @@ class PopSettings:
     def __post_init__(self) -> None:
         for name in _SPECS:
             # Normalise in place (lists to tuples, seconds to timedelta); frozen needs this.
-            object.__setattr__(self, name, _check(name, getattr(self, name)))
+            object.__setattr__(self, name, _check(_SPECS[name], getattr(self, name)))
         if (
             self.calendar_item_retrieval_option is CalendarItemRetrievalOption.CUSTOM
             and self.owa_server_url is None
@@ -668,18 +710,27 @@ class PopSettings:
             return self.internal_connection_settings
         return (f"{fqdn}:995:SSL", f"{fqdn}:110:TLS")
 
-    def with_changes(self, changes: Mapping[str, object]) -> PopSettings:
+    def with_changes(
+        self, changes: Mapping[str, object], *, fqdn: str | None = None
+    ) -> PopSettings:
         """Return a copy with ``changes`` applied; keys are field or Exchange names.
 
-        Values are typed values or text as :func:`parse_setting` reads it.
+        Values are typed values, text as :func:`parse_setting` reads it, or a
+        :class:`MultiValueEdit` of a multi-valued setting's current value; an unset
+        InternalConnectionSettings is edited from its computed default for ``fqdn``.
         """
         resolved: dict[str, object] = {}
         for name, value in changes.items():
             field_name = _resolve(name)
-            # Text is read as parse_setting reads it, so "$null" clears an optional setting.
-            resolved[field_name] = (
-                _parse_text(_SPECS[field_name], value) if isinstance(value, str) else value
-            )
+            spec = _SPECS[field_name]
+            if isinstance(value, MultiValueEdit):
+                current = getattr(self, field_name)
+                if field_name == "internal_connection_settings" and fqdn is not None:
+                    current = self.internal_connection_settings_for(fqdn)
+                resolved[field_name] = value.applied_to(spec, current or ())
+            else:
+                # Text is read as parse_setting reads it, so "$null" clears an optional setting.
+                resolved[field_name] = _parse_text(spec, value) if isinstance(value, str) else value
         return dataclasses.replace(self, **resolved)  # type: ignore[arg-type]
 
     def to_json(self, *, full: bool = False) -> dict[str, object]:
@@ -705,3 +756,80 @@ class PopSettings:
 
 
 _DEFAULTS: Final = PopSettings()
+
+
+_CAS_SPECS: Final[Mapping[str, _Spec]] = MappingProxyType(
+    {
+        "pop_enabled": _Spec(exchange="PopEnabled", kind=_Kind.BOOL),
+        "pop_use_protocol_defaults": _Spec(exchange="PopUseProtocolDefaults", kind=_Kind.BOOL),
+        "pop_messages_retrieval_mime_format": _Spec(
+            exchange="PopMessagesRetrievalMimeFormat", kind=_Kind.ENUM, enum=MimeFormat
+        ),
+        "pop_enable_exact_rfc822_size": _Spec(exchange="PopEnableExactRFC822Size", kind=_Kind.BOOL),
+        "pop_force_ical_for_calendar_retrieval_option": _Spec(
+            exchange="PopForceICalForCalendarRetrievalOption", kind=_Kind.BOOL
+        ),
+        "pop_suppress_read_receipt": _Spec(exchange="PopSuppressReadReceipt", kind=_Kind.BOOL),
+    }
+)
+_CAS_LOOKUP: Final = _lookup_table(_CAS_SPECS)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CasMailboxSettings:
+    """A mailbox's POP3 settings as Get-CASMailbox shows them (exchange-pop3.md section 3).
+
+    PopEnabled False blocks POP3 and makes the others moot. The four settings after
+    PopUseProtocolDefaults apply only when it is False; otherwise the server's settings do.
+    Constructing an instance validates every field and raises :class:`InvalidSetting`.
+    """
+
+    #: Maps every field to its Set-CASMailbox parameter name.
+    EXCHANGE_NAMES: ClassVar[Mapping[str, str]] = MappingProxyType(
+        {name: spec.exchange for name, spec in _CAS_SPECS.items()}
+    )
+
+    pop_enabled: bool = True
+    pop_use_protocol_defaults: bool = True
+    pop_messages_retrieval_mime_format: MimeFormat = MimeFormat.BEST_BODY_FORMAT
+    pop_enable_exact_rfc822_size: bool = False
+    pop_force_ical_for_calendar_retrieval_option: bool = False
+    pop_suppress_read_receipt: bool = False
+
+    def __post_init__(self) -> None:
+        for name, spec in _CAS_SPECS.items():
+            object.__setattr__(self, name, _check(spec, getattr(self, name)))
+
+    def with_changes(self, changes: Mapping[str, object]) -> CasMailboxSettings:
+        """Return a copy with ``changes`` applied: Set-CASMailbox parameter names in any case
+        (or field names) to typed values or text such as ``$false`` or ``TextOnly``."""
+        resolved: dict[str, object] = {}
+        for name, value in changes.items():
+            field_name = _find(
+                name,
+                _CAS_SPECS,
+                _CAS_LOOKUP,
+                "a POP3 setting of mailboxes.{hint} Get-CASMailbox lists them all, "
+                "for example PopEnabled or PopUseProtocolDefaults.",
+            )
+            spec = _CAS_SPECS[field_name]
+            resolved[field_name] = _parse_text(spec, value) if isinstance(value, str) else value
+        return dataclasses.replace(self, **resolved)  # type: ignore[arg-type]
+
+    def to_json(self, *, full: bool = False) -> dict[str, object]:
+        """A JSON-ready dict of field names; only values that differ from the defaults
+        unless ``full``."""
+        return {
+            name: _to_json_value(getattr(self, name))
+            for name in _CAS_SPECS
+            if full or getattr(self, name) != getattr(_CAS_DEFAULTS, name)
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> CasMailboxSettings:
+        """Build settings from :meth:`to_json` output; missing and unknown keys as in
+        :meth:`PopSettings.from_json`."""
+        return _CAS_DEFAULTS.with_changes({k: v for k, v in data.items() if k in _CAS_SPECS})
+
+
+_CAS_DEFAULTS: Final = CasMailboxSettings()

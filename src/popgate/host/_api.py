@@ -5,7 +5,9 @@ peer's OS user (SO_PEERCRED): root, the host's own user and members of ``popgate
 act as Organization Management, everyone else is refused. Over HTTPS the caller logs in
 with a directory account (HTTP Basic) and its role groups decide (exchange-pop3.md section
 4): Organization Management and Server Management control, View-Only Organization
-Management reads. Every control, allowed or refused, goes to the audit log.
+Management reads. Every control, allowed or refused, goes to the audit log. The management
+endpoints of the Exchange cmdlets (POP3 settings, mailboxes, role groups, servers) are in
+``_api_admin``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import grp
 import logging
 import os
 import pwd
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -28,7 +30,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from popgate.directory import Directory, RoleGroup
+from popgate.directory import Directory, InvalidSetting, RoleGroup
+from popgate.home import Home
 from popgate.host._common import (
     API_PREFIX,
     ERROR_ACCESS_DENIED,
@@ -43,10 +46,15 @@ from popgate.services._throttle import LoginThrottle
 
 __all__ = [
     "ADMIN_GROUP",
+    "ApiError",
     "Caller",
+    "CallerDep",
     "ControlContext",
     "PeerCredentials",
+    "audit",
     "create_app",
+    "require_change",
+    "require_read",
 ]
 
 logger = logging.getLogger("popgate.host")
@@ -75,15 +83,19 @@ class Caller:
     origin: str
     role_groups: frozenset[RoleGroup]
 
+    def in_any(self, groups: Collection[RoleGroup]) -> bool:
+        """Whether the caller acts in at least one of ``groups``."""
+        return not self.role_groups.isdisjoint(groups)
+
     @property
     def may_read(self) -> bool:
         """May list services and read the log."""
-        return bool(self.role_groups & READ_GROUPS)
+        return self.in_any(READ_GROUPS)
 
     @property
     def may_control(self) -> bool:
         """May start, stop and configure services."""
-        return bool(self.role_groups & CONTROL_GROUPS)
+        return self.in_any(CONTROL_GROUPS)
 
 
 @dataclass
@@ -96,6 +108,8 @@ class ControlContext:
     #: Re-reads GracefulStopTimeout before a stop (the host kills a service after it).
     refresh_stop_timeout: Callable[[], Awaitable[None]]
     throttle: LoginThrottle
+    #: This computer's data directory: its server name, its mail store.
+    home: Home
 
 
 class ApiError(Exception):
@@ -256,6 +270,45 @@ async def identify(request: Request) -> Caller:
 CallerDep = Annotated[Caller, Depends(identify)]
 
 
+# --- permissions and the audit log ---------------------------------------------------------
+
+
+def require_read(caller: Caller, groups: Collection[RoleGroup] = READ_GROUPS) -> None:
+    """Refuse (403) a caller in none of ``groups``; reading changes nothing, so no audit."""
+    if not caller.in_any(groups):
+        raise ApiError(403, ERROR_ACCESS_DENIED, "Access is denied.")
+
+
+async def audit(
+    context: ControlContext, caller: Caller, action: str, target: str, result: str, detail: str
+) -> None:
+    """Append one change, allowed or refused, to the directory's audit log."""
+    await context.directory.audit(
+        actor=caller.name,
+        origin=caller.origin,
+        action=action,
+        target=target,
+        result=result,
+        detail=detail,
+    )
+
+
+async def require_change(
+    context: ControlContext,
+    caller: Caller,
+    groups: Collection[RoleGroup],
+    action: str,
+    target: str,
+) -> None:
+    """Refuse (403) a caller in none of ``groups`` the change ``action`` of ``target``; the
+    refusal is audited as Denied and logged."""
+    if caller.in_any(groups):
+        return
+    await audit(context, caller, action, target, "Denied", "Access is denied.")
+    logger.warning("%s by %s from %s refused: access denied", action, caller.name, caller.origin)
+    raise ApiError(403, ERROR_ACCESS_DENIED, "Access is denied.")
+
+
 def create_app(context: ControlContext) -> FastAPI:
     """The control API app over ``context``."""
     app = FastAPI(
@@ -281,35 +334,13 @@ def create_app(context: ControlContext) -> FastAPI:
         body = {"error": {"code": ERROR_INVALID_PARAMETER, "message": problems}}
         return JSONResponse(body, status_code=422)
 
-    def readable(caller: Caller) -> None:
-        if not caller.may_read:
-            raise ApiError(403, ERROR_ACCESS_DENIED, "Access is denied.")
-
-    async def audit(caller: Caller, action: str, target: str, result: str, detail: str) -> None:
-        await context.directory.audit(
-            actor=caller.name,
-            origin=caller.origin,
-            action=action,
-            target=target,
-            result=result,
-            detail=detail,
-        )
-
     async def controlled(caller: Caller, action: str, name: str) -> ServiceProcess:
         """The service to act on, once the caller is known to be allowed; refusals audited."""
         try:
             process = context.host.find(name)
         except ServiceControlError as error:
             raise ApiError(404, error.code, str(error)) from None
-        if not caller.may_control:
-            await audit(caller, action, process.info.name, "Denied", "Access is denied.")
-            logger.warning(
-                "%s by %s from %s refused: access denied",
-                action,
-                caller.name,
-                caller.origin,
-            )
-            raise ApiError(403, ERROR_ACCESS_DENIED, "Access is denied.")
+        await require_change(context, caller, CONTROL_GROUPS, action, process.info.name)
         return process
 
     def control_refused(error: ServiceControlError) -> ApiError:
@@ -325,11 +356,13 @@ def create_app(context: ControlContext) -> FastAPI:
                 process = await control
             except Exception as error:
                 logger.exception("%s failed", action)
-                await audit(caller, action, target, "Failed", str(error))
+                await audit(context, caller, action, target, "Failed", str(error))
                 return
             state = process.current_state().label
             result = "Failed" if process.last_error else "Success"
-            await audit(caller, action, process.info.name, result, process.last_error or state)
+            await audit(
+                context, caller, action, process.info.name, result, process.last_error or state
+            )
 
         task = asyncio.ensure_future(report())
         context.host.background(task)
@@ -348,13 +381,13 @@ def create_app(context: ControlContext) -> FastAPI:
     @app.get(f"{API_PREFIX}/services")
     async def list_services(caller: CallerDep) -> list[ServiceStatus]:
         """Every service of this computer."""
-        readable(caller)
+        require_read(caller)
         return [_status(context.host, process) for process in context.host.processes.values()]
 
     @app.get(f"{API_PREFIX}/services/{{name}}")
     async def get_service(name: str, caller: CallerDep) -> ServiceStatus:
         """One service, by key name or display name."""
-        readable(caller)
+        require_read(caller)
         try:
             return _status(context.host, context.host.find(name))
         except ServiceControlError as error:
@@ -371,7 +404,7 @@ def create_app(context: ControlContext) -> FastAPI:
         try:
             control = begin(process.info.name)
         except ServiceControlError as error:
-            await audit(caller, action, process.info.name, "Refused", str(error))
+            await audit(context, caller, action, process.info.name, "Refused", str(error))
             raise control_refused(error) from None
         logger.info("%s %s by %s from %s", action, process.info.name, caller.name, caller.origin)
         follow(caller, action, process.info.name, control)
@@ -401,6 +434,7 @@ def create_app(context: ControlContext) -> FastAPI:
         process = await controlled(caller, "Set-Service", name)
         context.host.set_startup_type(process.info.name, change.startup_type)
         await audit(
+            context,
             caller,
             "Set-Service",
             process.info.name,
@@ -417,6 +451,7 @@ def create_app(context: ControlContext) -> FastAPI:
         context.host.set_recovery(process.info.name, steps, options.reset_after)
         summary = ", ".join(f"{step.action.value}/{step.delay:g}s" for step in steps) or "none"
         await audit(
+            context,
             caller,
             "Set-ServiceRecovery",
             process.info.name,
@@ -430,7 +465,7 @@ def create_app(context: ControlContext) -> FastAPI:
         caller: CallerDep, lines: Annotated[int, Query(ge=1, le=10_000)] = 200
     ) -> LogTail:
         """The last ``lines`` lines of the host's log."""
-        readable(caller)
+        require_read(caller)
         try:
             text = context.log_file.read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:
@@ -439,11 +474,31 @@ def create_app(context: ControlContext) -> FastAPI:
 
     @app.get(f"{API_PREFIX}/audit")
     async def read_audit(
-        caller: CallerDep, limit: Annotated[int, Query(ge=1, le=10_000)] = 100
+        caller: CallerDep,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+        cmdlets: str | None = None,
+        user_ids: str | None = None,
+        start: datetime.datetime | None = None,
+        end: datetime.datetime | None = None,
+        result_size: Annotated[int | None, Query(ge=1, le=250_000)] = None,
     ) -> list[AuditRecord]:
-        """The newest audit entries, newest first."""
-        readable(caller)
-        entries = await context.directory.list_audit(limit=limit)
+        """The newest audit entries, newest first; Search-AdminAuditLog's filters narrow them.
+
+        ``cmdlets`` and ``user_ids`` are comma lists matched ignoring case; ``start`` and
+        ``end`` bound the time, read in the host's time zone when they carry none, as
+        Exchange reads dates; ``result_size`` is Search-AdminAuditLog's name for ``limit``.
+        """
+        require_read(caller)
+        try:
+            entries = await context.directory.list_audit(
+                limit=limit if result_size is None else result_size,
+                actions=_comma_list(cmdlets),
+                actors=_comma_list(user_ids),
+                start=None if start is None else _aware(start),
+                end=None if end is None else _aware(end),
+            )
+        except InvalidSetting as error:
+            raise ApiError(422, ERROR_INVALID_PARAMETER, str(error)) from None
         return [
             AuditRecord(
                 at=entry.at,
@@ -457,4 +512,17 @@ def create_app(context: ControlContext) -> FastAPI:
             for entry in entries
         ]
 
+    from popgate.host._api_admin import admin_router  # it builds on this module's helpers
+
+    app.include_router(admin_router(context))
     return app
+
+
+def _comma_list(text: str | None) -> list[str] | None:
+    """``a, b`` as ``["a", "b"]``; None when nothing is named."""
+    items = [item.strip() for item in (text or "").split(",") if item.strip()]
+    return items or None
+
+
+def _aware(when: datetime.datetime) -> datetime.datetime:
+    return when if when.tzinfo is not None else when.astimezone()

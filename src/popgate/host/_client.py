@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
 import time
-from collections.abc import Callable
+import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self, cast
 
@@ -11,11 +13,22 @@ import httpx
 
 from popgate.host._common import API_PREFIX, ERROR_ACCESS_DENIED
 
-__all__ = ["HostClient", "HostControlError", "HostNotRunningError", "ServiceView"]
+__all__ = ["HostClient", "HostControlError", "HostNotRunningError", "ServiceView", "View"]
 
 PENDING = ("StartPending", "StopPending")
 
 ServiceView = dict[str, Any]
+#: A JSON object of the API: a mailbox, POP3 settings, a server, an audit entry.
+View = dict[str, Any]
+
+
+def _segment(text: str) -> str:
+    """``text`` as one path segment: names may hold spaces, addresses '@', anything '/'."""
+    return urllib.parse.quote(text, safe="@")
+
+
+def _iso(when: datetime.datetime | str | None) -> str | None:
+    return when.isoformat() if isinstance(when, datetime.datetime) else when
 
 
 class HostNotRunningError(Exception):
@@ -75,11 +88,12 @@ class HostClient:
         method: str,
         path: str,
         *,
-        body: dict[str, object] | None = None,
-        params: dict[str, int] | None = None,
+        body: Mapping[str, object] | None = None,
+        params: Mapping[str, str | int | None] | None = None,
     ) -> object:
+        given = None if params is None else {k: v for k, v in params.items() if v is not None}
         try:
-            response = self._client.request(method, f"{API_PREFIX}{path}", json=body, params=params)
+            response = self._client.request(method, f"{API_PREFIX}{path}", json=body, params=given)
         except (httpx.ConnectError, httpx.RemoteProtocolError, FileNotFoundError) as error:
             cause = error.__cause__ or error.__context__
             if isinstance(cause, PermissionError):
@@ -145,6 +159,93 @@ class HostClient:
     def audit(self, limit: int = 100) -> list[dict[str, Any]]:
         """The newest audit entries."""
         return cast("list[dict[str, Any]]", self._call("GET", "/audit", params={"limit": limit}))
+
+    def search_audit(
+        self,
+        cmdlets: Sequence[str] | None = None,
+        user_ids: Sequence[str] | None = None,
+        start: datetime.datetime | str | None = None,
+        end: datetime.datetime | str | None = None,
+        result_size: int = 1000,
+    ) -> list[View]:
+        """Search-AdminAuditLog: newest first; names ignore case, times are ISO 8601."""
+        params = {
+            "cmdlets": None if cmdlets is None else ",".join(cmdlets),
+            "user_ids": None if user_ids is None else ",".join(user_ids),
+            "start": _iso(start),
+            "end": _iso(end),
+            "result_size": result_size,
+        }
+        return cast("list[View]", self._call("GET", "/audit", params=params))
+
+    # --- POP3 settings, mailboxes, role groups, servers -----------------------------------
+
+    def get_pop_settings(self, server: str | None = None) -> View:
+        """Get-PopSettings: ``server``, and ``configured``/``effective`` parameter texts."""
+        return cast("View", self._call("GET", "/pop-settings", params={"server": server}))
+
+    def set_pop_settings(self, changes: Mapping[str, object], server: str | None = None) -> View:
+        """Set-PopSettings: values are text, numbers, booleans, None, lists (replace a list)
+        or ``{"Add": [...], "Remove": [...]}``; the answer adds ``restart_needed``."""
+        return cast(
+            "View",
+            self._call(
+                "PATCH", "/pop-settings", body={"changes": changes}, params={"server": server}
+            ),
+        )
+
+    def mailboxes(self, filter: str | None = None) -> list[View]:
+        """Get-Mailbox: every mailbox, or those matching a ``*``/``?`` pattern."""
+        return cast("list[View]", self._call("GET", "/mailboxes", params={"filter": filter}))
+
+    def mailbox(self, identity: str) -> View:
+        """Get-Mailbox -Identity: one mailbox by name or address."""
+        return cast("View", self._call("GET", f"/mailboxes/{_segment(identity)}"))
+
+    def new_mailbox(
+        self, name: str, password: str, address: str | None = None, server: str | None = None
+    ) -> View:
+        """New-Mailbox; the address defaults to name@<default domain>, the server to the
+        host's."""
+        body = {"name": name, "password": password, "address": address, "server": server}
+        return cast("View", self._call("POST", "/mailboxes", body=body))
+
+    def remove_mailbox(self, identity: str) -> View:
+        """Remove-Mailbox: the mailbox and its mail; returns what it was."""
+        return cast("View", self._call("DELETE", f"/mailboxes/{_segment(identity)}"))
+
+    def set_mailbox_password(self, identity: str, password: str) -> View:
+        """Set-Mailbox -Password."""
+        path = f"/mailboxes/{_segment(identity)}/password"
+        return cast("View", self._call("PUT", path, body={"password": password}))
+
+    def cas_mailbox(self, identity: str) -> View:
+        """Get-CASMailbox: ``name``, ``address`` and the Pop* settings under Exchange's names."""
+        return cast("View", self._call("GET", f"/mailboxes/{_segment(identity)}/cas"))
+
+    def set_cas_mailbox(self, identity: str, changes: Mapping[str, object]) -> View:
+        """Set-CASMailbox: Pop* parameter names to values; the new settings."""
+        path = f"/mailboxes/{_segment(identity)}/cas"
+        return cast("View", self._call("PATCH", path, body={"changes": changes}))
+
+    def role_group_members(self, group: str) -> list[str]:
+        """Get-RoleGroupMember: the members' names."""
+        path = f"/role-groups/{_segment(group)}/members"
+        return cast("list[str]", self._call("GET", path))
+
+    def add_role_group_member(self, group: str, member: str) -> list[str]:
+        """Add-RoleGroupMember: a mailbox by name or address; the members after."""
+        path = f"/role-groups/{_segment(group)}/members"
+        return cast("list[str]", self._call("POST", path, body={"member": member}))
+
+    def remove_role_group_member(self, group: str, member: str) -> list[str]:
+        """Remove-RoleGroupMember; the members after."""
+        path = f"/role-groups/{_segment(group)}/members/{_segment(member)}"
+        return cast("list[str]", self._call("DELETE", path))
+
+    def servers(self) -> list[View]:
+        """Get-ExchangeServer: ``name``, ``fqdn``, ``roles`` and ``proxy_host`` of each."""
+        return cast("list[View]", self._call("GET", "/servers"))
 
     def wait_while_pending(
         self,

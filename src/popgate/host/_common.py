@@ -14,12 +14,18 @@ __all__ = [
     "API_PREFIX",
     "DEFAULT_HTTPS_BINDING",
     "ERROR_ACCESS_DENIED",
+    "ERROR_ALREADY_EXISTS",
     "ERROR_INVALID_PARAMETER",
     "ERROR_LOGON_FAILURE",
+    "ERROR_MEMBER_NOT_IN_GROUP",
+    "ERROR_NOT_FOUND",
+    "ERROR_NO_SUCH_GROUP",
+    "ERROR_NO_SUCH_USER",
     "ERROR_SERVICE_ALREADY_RUNNING",
     "ERROR_SERVICE_DISABLED",
     "ERROR_SERVICE_DOES_NOT_EXIST",
     "ERROR_SERVICE_NOT_ACTIVE",
+    "ERROR_SPECIAL_USER",
     "HostError",
     "control_socket_path",
     "parse_https_binding",
@@ -38,6 +44,15 @@ ERROR_SERVICE_DOES_NOT_EXIST = 1060
 ERROR_SERVICE_NOT_ACTIVE = 1062
 #: The HTTPS caller has not logged in, or got the password wrong.
 ERROR_LOGON_FAILURE = 1326
+#: Management API refusals, numbered as Windows numbers the same conditions.
+ERROR_ALREADY_EXISTS = 183
+ERROR_NOT_FOUND = 1168
+#: There is no mailbox of that name or address.
+ERROR_NO_SUCH_USER = 1317
+ERROR_NO_SUCH_GROUP = 1319
+ERROR_MEMBER_NOT_IN_GROUP = 1321
+#: The built-in Administrator mailbox cannot be removed.
+ERROR_SPECIAL_USER = 1373
 
 
 class HostError(Exception):

@@ -211,6 +211,7 @@ async def _run(
     await refresh_stop_timeout()
     context = ControlContext(
         host=host,
+        home=home,
         directory=directory,
         log_file=home.log_dir / "host.log",
         refresh_stop_timeout=refresh_stop_timeout,

@@ -1,0 +1,513 @@
+"""The control API's management endpoints, which the Exchange management shell's cmdlets call.
+
+POP3 settings (Get-/Set-PopSettings), mailboxes (New-/Get-/Remove-/Set-Mailbox,
+Get-/Set-CASMailbox), role-group members, servers (Get-ExchangeServer). Who may do what
+follows exchange-pop3.md sections 3 and 4; every change, allowed or refused, goes to the audit
+log, and no password ever does.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from typing import TypeVar
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field, SecretStr
+
+from popgate.directory import (
+    AlreadyExists,
+    CasMailboxSettings,
+    DirectoryError,
+    InvalidSetting,
+    Mailbox,
+    MultiValueEdit,
+    NotFound,
+    PopSettings,
+    RoleGroup,
+    format_setting,
+)
+from popgate.host._api import (
+    CONTROL_GROUPS,
+    READ_GROUPS,
+    ApiError,
+    Caller,
+    CallerDep,
+    ControlContext,
+    audit,
+    require_change,
+    require_read,
+)
+from popgate.host._common import (
+    API_PREFIX,
+    ERROR_ACCESS_DENIED,
+    ERROR_ALREADY_EXISTS,
+    ERROR_INVALID_PARAMETER,
+    ERROR_MEMBER_NOT_IN_GROUP,
+    ERROR_NO_SUCH_GROUP,
+    ERROR_NO_SUCH_USER,
+    ERROR_NOT_FOUND,
+    ERROR_SPECIAL_USER,
+)
+from popgate.store import MaildirStore
+
+__all__ = ["admin_router"]
+
+logger = logging.getLogger("popgate.host")
+
+T = TypeVar("T")
+
+#: "POP3 settings": the three groups view, View-Only excepted they change (section 4).
+POP_READ = READ_GROUPS
+POP_CHANGE = CONTROL_GROUPS
+#: Recipient Management reads and changes mailboxes ("Recipient provisioning permissions").
+RECIPIENT_READ = READ_GROUPS | {RoleGroup.RECIPIENT_MANAGEMENT}
+RECIPIENT_CHANGE = frozenset({RoleGroup.ORGANIZATION_MANAGEMENT, RoleGroup.RECIPIENT_MANAGEMENT})
+#: Role-group membership grants every right, so only Organization Management hands it out.
+ROLE_GROUP_CHANGE = frozenset({RoleGroup.ORGANIZATION_MANAGEMENT})
+
+#: What the audit log and the host log show instead of a password.
+NOT_RECORDED = "Password (not recorded)"
+
+SettingValue = bool | int | float | str | list[str] | dict[str, str | list[str]] | None
+
+
+# --- request and response bodies -----------------------------------------------------------
+
+
+class PopSettingsView(BaseModel):
+    """Get-PopSettings: every parameter as text, as configured and as the services use it."""
+
+    server: str
+    configured: dict[str, str]
+    effective: dict[str, str]
+
+
+class PopSettingsChanged(PopSettingsView):
+    """Set-PopSettings' answer: the settings, and those that apply at the next restart."""
+
+    restart_needed: list[str]
+
+
+class SettingChanges(BaseModel):
+    """Parameter names (any case) to values; a list replaces a multi-valued setting and
+    ``{"Add": [...], "Remove": [...]}`` edits it."""
+
+    changes: dict[str, SettingValue] = Field(min_length=1)
+
+
+class CasChanges(BaseModel):
+    """Set-CASMailbox parameter names (any case) to values such as ``false`` or ``TextOnly``."""
+
+    changes: dict[str, bool | int | str | None] = Field(min_length=1)
+
+
+class MailboxView(BaseModel):
+    """One mailbox as Get-Mailbox shows it; never its password."""
+
+    name: str
+    address: str
+    guid: uuid.UUID
+    pop_enabled: bool
+    server: str | None
+    is_administrator: bool
+    created: datetime.datetime
+
+
+class NewMailbox(BaseModel):
+    """New-Mailbox: the address defaults to name@<default domain>, the server to this one."""
+
+    name: str
+    password: SecretStr
+    address: str | None = None
+    server: str | None = None
+
+
+class PasswordChange(BaseModel):
+    """Set-Mailbox -Password."""
+
+    password: SecretStr
+
+
+class NewMember(BaseModel):
+    """Add-RoleGroupMember -Member: a mailbox name or address."""
+
+    member: str
+
+
+class ServerView(BaseModel):
+    """One server as Get-ExchangeServer shows it."""
+
+    name: str
+    fqdn: str
+    roles: list[str]
+    proxy_host: str
+
+
+# --- conversions ---------------------------------------------------------------------------
+
+
+def _mailbox_view(mailbox: Mailbox) -> MailboxView:
+    return MailboxView(
+        name=mailbox.name,
+        address=mailbox.address,
+        guid=mailbox.guid,
+        pop_enabled=mailbox.pop_enabled,
+        server=mailbox.server,
+        is_administrator=mailbox.is_administrator,
+        created=mailbox.created,
+    )
+
+
+def _cas_view(mailbox: Mailbox, settings: CasMailboxSettings) -> dict[str, object]:
+    """Get-CASMailbox: name, address and each Pop* parameter under its Exchange name, typed."""
+    values = settings.to_json(full=True)
+    view: dict[str, object] = {"name": mailbox.name, "address": mailbox.address}
+    view.update(
+        {exchange: values[name] for name, exchange in CasMailboxSettings.EXCHANGE_NAMES.items()}
+    )
+    return view
+
+
+def _formatted(settings: PopSettings, fqdn: str) -> dict[str, str]:
+    """Every parameter as text; an unset InternalConnectionSettings as its computed default."""
+    texts = {}
+    for name, exchange in PopSettings.EXCHANGE_NAMES.items():
+        value = getattr(settings, name)
+        if name == "internal_connection_settings":
+            value = settings.internal_connection_settings_for(fqdn)
+        texts[exchange] = format_setting(name, value)
+    return texts
+
+
+def _describe(value: object) -> str:
+    """A requested value as the audit log shows it, in PowerShell's spelling."""
+    if value is None:
+        return "$null"
+    if isinstance(value, bool):
+        return "$true" if value else "$false"
+    if isinstance(value, list):
+        return ",".join(value)
+    if isinstance(value, dict):
+        edits = "; ".join(f"{verb}={_describe(items)}" for verb, items in value.items())
+        return f"@{{{edits}}}"
+    return str(value)
+
+
+def _describe_changes(changes: Mapping[str, object]) -> str:
+    return "; ".join(f"{name}={_describe(value)}" for name, value in changes.items())
+
+
+def _setting_value(name: str, value: SettingValue) -> object:
+    """The directory's form of one Set-PopSettings value: dicts become edits of a list."""
+    if not isinstance(value, dict):
+        return value
+    verbs: dict[str, tuple[str, ...]] = {}
+    for verb, items in value.items():
+        if verb.lower() not in ("add", "remove"):
+            raise InvalidSetting(
+                f"{name}: {verb!r} is neither Add nor Remove; edit a list with "
+                "@{Add='value1','value2'; Remove='value3'}."
+            )
+        verbs[verb.lower()] = (items,) if isinstance(items, str) else tuple(items)
+    return MultiValueEdit(add=verbs.get("add", ()), remove=verbs.get("remove", ()))
+
+
+def _role_group(text: str) -> RoleGroup:
+    for group in RoleGroup:
+        if group.value.lower() == text.strip().lower():
+            return group
+    names = ", ".join(group.value for group in RoleGroup)
+    raise ApiError(
+        404, ERROR_NO_SUCH_GROUP, f"There is no role group {text!r}; the role groups are {names}."
+    )
+
+
+def _api_error(error: DirectoryError) -> ApiError:
+    """The HTTP answer to a refusal of the directory."""
+    if isinstance(error, NotFound):
+        return ApiError(404, ERROR_NOT_FOUND, str(error))
+    if isinstance(error, AlreadyExists):
+        return ApiError(409, ERROR_ALREADY_EXISTS, str(error))
+    return ApiError(422, ERROR_INVALID_PARAMETER, str(error))
+
+
+# --- the endpoints -------------------------------------------------------------------------
+
+
+def admin_router(context: ControlContext) -> APIRouter:
+    """The management endpoints over ``context``."""
+    router = APIRouter(prefix=API_PREFIX)
+    directory = context.directory
+
+    async def changing(
+        caller: Caller,
+        groups: Collection[RoleGroup],
+        action: str,
+        target: str,
+        detail: str,
+        change: Callable[[], Awaitable[T]],
+    ) -> T:
+        """Run ``change`` for a caller in one of ``groups``, auditing the outcome either way.
+
+        Refusals of the directory become API errors with its message.
+        """
+
+        def explained(reason: object) -> str:
+            return f"{detail} - {reason}" if detail else str(reason)
+
+        await require_change(context, caller, groups, action, target)
+        try:
+            result = await change()
+        except (DirectoryError, ApiError) as error:
+            refusal = error if isinstance(error, ApiError) else _api_error(error)
+            outcome = "Denied" if refusal.status == 403 else "Refused"
+            await audit(context, caller, action, target, outcome, explained(refusal))
+            raise refusal from None
+        except Exception as error:
+            await audit(context, caller, action, target, "Failed", explained(error))
+            raise
+        await audit(context, caller, action, target, "Success", detail)
+        logger.info("%s %s by %s from %s: %s", action, target, caller.name, caller.origin, detail)
+        return result
+
+    async def mailbox_of(identity: str) -> Mailbox:
+        mailbox = await directory.get_mailbox(identity)
+        if mailbox is None:
+            raise ApiError(
+                404,
+                ERROR_NO_SUCH_USER,
+                f"There is no mailbox {identity!r}; Get-Mailbox lists the mailboxes.",
+            )
+        return mailbox
+
+    async def require_protected_change(caller: Caller, mailbox: Mailbox) -> None:
+        """Only Organization Management may reset the password of, or remove, a mailbox in a
+        management role group: a new password would hand its rights to whoever set it (as
+        AdminSDHolder protects privileged accounts in Active Directory)."""
+        if caller.in_any({RoleGroup.ORGANIZATION_MANAGEMENT}):
+            return
+        if mailbox.is_administrator or await directory.role_groups_of(mailbox.name):
+            raise ApiError(
+                403,
+                ERROR_ACCESS_DENIED,
+                f"Access is denied. {mailbox.name} is a member of a management role group; "
+                "only Organization Management may change its password or remove it.",
+            )
+
+    # --- POP3 settings --------------------------------------------------------------------
+
+    async def find_server(server: str | None) -> tuple[str, str]:
+        """The server's name and FQDN; this host's server by default."""
+        name = server or context.home.server_name
+        found = await directory.get_server(name)
+        if found is None:
+            raise NotFound(f"There is no server {name!r}; Get-ExchangeServer lists the servers.")
+        return found.name, found.fqdn
+
+    async def pop_settings_view(name: str, fqdn: str) -> PopSettingsView:
+        return PopSettingsView(
+            server=name,
+            configured=_formatted(await directory.get_pop_settings(name), fqdn),
+            effective=_formatted(await directory.get_pop_settings(name, effective=True), fqdn),
+        )
+
+    @router.get("/pop-settings")
+    async def get_pop_settings(caller: CallerDep, server: str | None = None) -> PopSettingsView:
+        """Get-PopSettings [-Server]: configured and effective copies, every parameter."""
+        require_read(caller, POP_READ)
+        try:
+            return await pop_settings_view(*await find_server(server))
+        except DirectoryError as error:
+            raise _api_error(error) from None
+
+    @router.patch("/pop-settings")
+    async def set_pop_settings(
+        body: SettingChanges, caller: CallerDep, server: str | None = None
+    ) -> PopSettingsChanged:
+        """Set-PopSettings: all changes or none; they apply when the services restart."""
+        target = server or context.home.server_name
+        detail = _describe_changes(body.changes)
+
+        async def change() -> PopSettingsChanged:
+            name, fqdn = await find_server(target)
+            changes = {key: _setting_value(key, value) for key, value in body.changes.items()}
+            await directory.set_pop_settings(name, **changes)
+            view = await pop_settings_view(name, fqdn)
+            pending = [key for key, text in view.configured.items() if view.effective[key] != text]
+            return PopSettingsChanged(**view.model_dump(), restart_needed=pending)
+
+        return await changing(caller, POP_CHANGE, "Set-PopSettings", target, detail, change)
+
+    # --- mailboxes ------------------------------------------------------------------------
+
+    @router.get("/mailboxes")
+    async def list_mailboxes(caller: CallerDep, filter: str | None = None) -> list[MailboxView]:
+        """Get-Mailbox [pattern]: ``*`` and ``?`` match name or address, ignoring case."""
+        require_read(caller, RECIPIENT_READ)
+        return [_mailbox_view(mailbox) for mailbox in await directory.list_mailboxes(filter)]
+
+    @router.get("/mailboxes/{identity}")
+    async def get_mailbox(identity: str, caller: CallerDep) -> MailboxView:
+        """Get-Mailbox -Identity: by name or address."""
+        require_read(caller, RECIPIENT_READ)
+        return _mailbox_view(await mailbox_of(identity))
+
+    @router.post("/mailboxes", status_code=201)
+    async def new_mailbox(body: NewMailbox, caller: CallerDep) -> MailboxView:
+        """New-Mailbox, with its (empty) maildrop when this server holds it."""
+        server = body.server or context.home.server_name
+        given = {"Name": body.name, "PrimarySmtpAddress": body.address, "Server": server}
+        detail = _describe_changes({key: value for key, value in given.items() if value})
+
+        async def change() -> Mailbox:
+            mailbox = await directory.add_mailbox(
+                body.name,
+                address=body.address,
+                password=body.password.get_secret_value(),
+                server=server,
+            )
+            if mailbox.server == context.home.server_name.lower():
+                await MaildirStore(context.home.mail_root).create_mailbox(mailbox.guid)
+            return mailbox
+
+        mailbox = await changing(
+            caller,
+            RECIPIENT_CHANGE,
+            "New-Mailbox",
+            body.name,
+            f"{detail}; {NOT_RECORDED}",
+            change,
+        )
+        return _mailbox_view(mailbox)
+
+    @router.delete("/mailboxes/{identity}")
+    async def remove_mailbox(identity: str, caller: CallerDep) -> MailboxView:
+        """Remove-Mailbox: the mailbox, its role-group memberships and its mail here."""
+
+        async def change() -> Mailbox:
+            mailbox = await mailbox_of(identity)
+            if mailbox.is_administrator:
+                raise ApiError(
+                    409, ERROR_SPECIAL_USER, "The Administrator mailbox cannot be removed."
+                )
+            await require_protected_change(caller, mailbox)
+            removed = await directory.remove_mailbox(mailbox.name)
+            await MaildirStore(context.home.mail_root).delete_mailbox(removed.guid)
+            return removed
+
+        removed = await changing(caller, RECIPIENT_CHANGE, "Remove-Mailbox", identity, "", change)
+        return _mailbox_view(removed)
+
+    @router.put("/mailboxes/{identity}/password")
+    async def set_mailbox_password(
+        identity: str, body: PasswordChange, caller: CallerDep
+    ) -> MailboxView:
+        """Set-Mailbox -Password."""
+
+        async def change() -> Mailbox:
+            mailbox = await mailbox_of(identity)
+            await require_protected_change(caller, mailbox)
+            await directory.set_password(mailbox.name, body.password.get_secret_value())
+            return mailbox
+
+        mailbox = await changing(
+            caller, RECIPIENT_CHANGE, "Set-Mailbox", identity, NOT_RECORDED, change
+        )
+        return _mailbox_view(mailbox)
+
+    @router.get("/mailboxes/{identity}/cas")
+    async def get_cas_mailbox(identity: str, caller: CallerDep) -> dict[str, object]:
+        """Get-CASMailbox: PopEnabled and the other Pop* settings under Exchange's names."""
+        require_read(caller, RECIPIENT_READ)
+        mailbox = await mailbox_of(identity)
+        try:
+            return _cas_view(mailbox, await directory.get_cas_settings(mailbox.name))
+        except DirectoryError as error:
+            raise _api_error(error) from None
+
+    @router.patch("/mailboxes/{identity}/cas")
+    async def set_cas_mailbox(
+        identity: str, body: CasChanges, caller: CallerDep
+    ) -> dict[str, object]:
+        """Set-CASMailbox: all changes or none; PopEnabled needs both POP3 services restarted."""
+
+        async def change() -> dict[str, object]:
+            mailbox = await mailbox_of(identity)
+            settings = await directory.set_cas_settings(mailbox.name, **body.changes)
+            return _cas_view(mailbox, settings)
+
+        detail = _describe_changes(body.changes)
+        return await changing(caller, RECIPIENT_CHANGE, "Set-CASMailbox", identity, detail, change)
+
+    # --- role groups and servers ----------------------------------------------------------
+
+    @router.get("/role-groups/{group}/members")
+    async def role_group_members(group: str, caller: CallerDep) -> list[str]:
+        """Get-RoleGroupMember: the members' names, sorted."""
+        require_read(caller, POP_READ)
+        return await directory.role_group_members(_role_group(group))
+
+    @router.post("/role-groups/{group}/members")
+    async def add_role_group_member(group: str, body: NewMember, caller: CallerDep) -> list[str]:
+        """Add-RoleGroupMember: a mailbox, by name or address; the members after."""
+
+        async def change() -> list[str]:
+            role_group = _role_group(group)
+            mailbox = await mailbox_of(body.member)
+            await directory.add_role_group_member(role_group, mailbox.name)
+            return await directory.role_group_members(role_group)
+
+        return await changing(
+            caller,
+            ROLE_GROUP_CHANGE,
+            "Add-RoleGroupMember",
+            group,
+            f"Member={body.member}",
+            change,
+        )
+
+    @router.delete("/role-groups/{group}/members/{member}")
+    async def remove_role_group_member(group: str, member: str, caller: CallerDep) -> list[str]:
+        """Remove-RoleGroupMember: by mailbox name or address; the members after."""
+
+        async def change() -> list[str]:
+            role_group = _role_group(group)
+            mailbox = await directory.get_mailbox(member)
+            # A member whose mailbox is gone can still be removed by its recorded name.
+            name = member if mailbox is None else mailbox.name
+            if name not in await directory.role_group_members(role_group):
+                raise ApiError(
+                    404,
+                    ERROR_MEMBER_NOT_IN_GROUP,
+                    f"{member!r} is not a member of the role group {role_group.value!r}.",
+                )
+            await directory.remove_role_group_member(role_group, name)
+            return await directory.role_group_members(role_group)
+
+        return await changing(
+            caller,
+            ROLE_GROUP_CHANGE,
+            "Remove-RoleGroupMember",
+            group,
+            f"Member={member}",
+            change,
+        )
+
+    @router.get("/servers")
+    async def list_servers(caller: CallerDep) -> list[ServerView]:
+        """Get-ExchangeServer: every server of the organization and its roles."""
+        require_read(caller, POP_READ)
+        return [
+            ServerView(
+                name=server.name,
+                fqdn=server.fqdn,
+                roles=sorted(role.value for role in server.roles),
+                proxy_host=server.proxy_host,
+            )
+            for server in await directory.list_servers()
+        ]
+
+    return router
