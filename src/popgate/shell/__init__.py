@@ -1,0 +1,1 @@
+"""The management shell: Exchange Management Shell cmdlets over the host's control API."""
