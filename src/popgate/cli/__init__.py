@@ -24,7 +24,7 @@ from popgate.cli._common import (
     error_console,
     run,
 )
-from popgate.cli._host import add_host_commands, add_service_set
+from popgate.cli._host import add_host_commands, add_service_set, add_shell_command
 from popgate.directory import (
     Directory,
     DirectoryError,
@@ -451,6 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.set_defaults(handler=cmd_service_run)
     add_service_set(service_commands)
     add_host_commands(commands)
+    add_shell_command(commands)
     return parser
 
 

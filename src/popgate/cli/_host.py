@@ -18,7 +18,7 @@ from rich.table import Table
 
 from popgate._setup import run_setup
 from popgate.cli._common import RUNTIME_ERROR, USAGE_ERROR, CommandError, console, run
-from popgate.home import Home
+from popgate.home import Home, HomeNotSetUpError
 from popgate.host import ServiceControlError, ServiceState
 from popgate.host._client import HostClient, HostControlError, HostNotRunningError, ServiceView
 from popgate.host._common import (
@@ -34,7 +34,7 @@ from popgate.services import BACKEND, FRONTEND
 if TYPE_CHECKING:
     from popgate.host._daemon import RunningHost
 
-__all__ = ["add_host_commands", "add_service_set", "systemd_unit"]
+__all__ = ["add_host_commands", "add_service_set", "add_shell_command", "systemd_unit"]
 
 NOT_RUNNING = (
     "the popgate service host is not running on this computer; "
@@ -379,3 +379,47 @@ def add_service_set(service_commands: argparse._SubParsersAction[argparse.Argume
     )
     service_set.add_argument("--reset-after", type=float, metavar="SECONDS")
     service_set.set_defaults(handler=cmd_service_set)
+
+
+# -- popgate shell -------------------------------------------------------------------------
+
+
+def cmd_shell(args: argparse.Namespace) -> int:
+    """The management shell: interactive, or -c COMMANDS, or -f SCRIPT."""
+    # The shell (prompt_toolkit) loads only for this command.
+    from popgate.shell import ShellIO, interactive, make_shell, run_script
+
+    home = Home.locate()
+
+    def connect() -> HostClient:
+        return HostClient.local(control_socket_path(home))
+
+    if args.command_text is None and args.file is None:
+        try:
+            name = home.server_name
+        except HomeNotSetUpError:
+            name = "popgate"
+        return 0 if interactive(connect, name) else 1
+    if args.file is not None:
+        try:
+            text = Path(args.file).read_text(encoding="utf-8")
+        except OSError as error:
+            raise CommandError(f"cannot read {args.file}: {error.strerror}") from None
+    else:
+        text = args.command_text
+    shell = make_shell(ShellIO(write=_write_now), connect)
+    try:
+        return 0 if run_script(shell, text) else 1
+    finally:
+        shell.close()
+
+
+def add_shell_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``popgate shell``."""
+    shell = commands.add_parser(
+        "shell", help="the management shell (Get-Service, Set-PopSettings, New-Mailbox, ...)"
+    )
+    source = shell.add_mutually_exclusive_group()
+    source.add_argument("-c", dest="command_text", metavar="COMMANDS", help="run and exit")
+    source.add_argument("-f", dest="file", metavar="SCRIPT", help="run a script file and exit")
+    shell.set_defaults(handler=cmd_shell)

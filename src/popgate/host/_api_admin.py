@@ -51,6 +51,8 @@ from popgate.host._common import (
     ERROR_NOT_FOUND,
     ERROR_SPECIAL_USER,
 )
+from popgate.host._connectivity import ConnectionType
+from popgate.host._connectivity import test_pop_connectivity as run_connectivity_test
 from popgate.store import MaildirStore
 
 __all__ = ["admin_router"]
@@ -235,6 +237,22 @@ def _api_error(error: DirectoryError) -> ApiError:
 
 
 # --- the endpoints -------------------------------------------------------------------------
+
+
+class ConnectivityTest(BaseModel):
+    """Test-PopConnectivity's parameters (exchange-pop3.md section 5)."""
+
+    client_access_server: str | None = None
+    #: -MailboxCredential; without it the test account extest_<server> is used.
+    mailbox_user: str | None = None
+    mailbox_password: SecretStr | None = None
+    connection_type: str = "Ssl"
+    port: int | None = None
+    light_mode: bool = False
+    per_connection_timeout: float = 120
+    timeout: float = 180
+    trust_any_ssl_certificate: bool = False
+    reset_test_account_credentials: bool = False
 
 
 def admin_router(context: ControlContext) -> APIRouter:
@@ -509,5 +527,44 @@ def admin_router(context: ControlContext) -> APIRouter:
             )
             for server in await directory.list_servers()
         ]
+
+    @router.post("/test-pop-connectivity")
+    async def test_pop_connectivity(body: ConnectivityTest, caller: CallerDep) -> dict[str, object]:
+        """Test-PopConnectivity: a real logon (and test-message round trip unless light)."""
+        require_read(caller, POP_READ)  # the "Test POP3 settings" role groups
+        try:
+            connection_type = ConnectionType(body.connection_type)
+        except ValueError:
+            choices = ", ".join(kind.value for kind in ConnectionType)
+            raise ApiError(
+                422,
+                ERROR_INVALID_PARAMETER,
+                f"ConnectionType {body.connection_type!r} is not one of {choices}.",
+            ) from None
+        credential = None
+        if body.mailbox_user is not None:
+            secret = body.mailbox_password.get_secret_value() if body.mailbox_password else ""
+            credential = (body.mailbox_user, secret)
+        try:
+            result = await run_connectivity_test(
+                context.home,
+                directory,
+                client_access_server=body.client_access_server,
+                mailbox_credential=credential,
+                connection_type=connection_type,
+                port=body.port,
+                light_mode=body.light_mode,
+                per_connection_timeout=body.per_connection_timeout,
+                timeout=body.timeout,
+                trust_any_ssl_certificate=body.trust_any_ssl_certificate,
+                reset_test_account_credentials=body.reset_test_account_credentials,
+            )
+        except ValueError as error:
+            raise ApiError(422, ERROR_INVALID_PARAMETER, str(error)) from None
+        await audit(
+            context, caller, "Test-PopConnectivity", result.cas_server, result.result,
+            f"{result.mailbox}: {result.error}" if result.error else result.mailbox,
+        )  # fmt: skip
+        return {**result.exchange_fields(), "Mailbox": result.mailbox}
 
     return router

@@ -265,3 +265,8 @@ class HostClient:
                 on_tick()
                 next_tick += tick_every
             time.sleep(interval)
+
+    def test_pop_connectivity(self, **parameters: object) -> View:
+        """Test-PopConnectivity; ``parameters`` as the API's ConnectivityTest takes them."""
+        body = {key: value for key, value in parameters.items() if value is not None}
+        return cast("View", self._call("POST", "/test-pop-connectivity", body=body))
