@@ -3,7 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 needed=()
-for tool in curl mpop fetchmail openssl; do command -v "$tool" >/dev/null || needed+=("$tool"); done
+# chromium: the browser the admin center tests drive through Playwright.
+for tool in curl mpop fetchmail openssl chromium; do command -v "$tool" >/dev/null || needed+=("$tool"); done
 if [ ${#needed[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 import shutil
 import signal
 import socket
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
 from popgate.home import Home
 from popgate.host._client import HostClient
@@ -270,3 +272,59 @@ def public_installation() -> Iterator[Installation]:
             yield inst
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+# --- a real browser for the admin center ----------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+#: Where screenshots of each page go: the test run's output folder.
+ARTIFACTS = Path(os.environ.get("POPGATE_TEST_ARTIFACTS", "test-artifacts")) / "screenshots"
+# Without the background-networking switches Chromium keeps dialling Google's hosts, which
+# this closed network refuses.
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def playwright_driver() -> Iterator[Playwright]:
+    """The Playwright driver for the whole run."""
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="session")
+def browser(playwright_driver: Playwright) -> Iterator[Browser]:
+    """Headless Debian chromium."""
+    chromium = playwright_driver.chromium.launch(
+        executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+    )
+    yield chromium
+    chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
+    """A fresh browser context (no cookies) and page; accepts the host's own certificate."""
+    context = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(15_000)
+    tab = context.new_page()
+    yield tab
+    context.close()
+
+
+def screenshot(page: Page, name: str) -> Path:
+    """Save a screenshot of the page as a test artifact."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{re.sub(r'[^A-Za-z0-9_.-]', '-', name)}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def sign_in(page: Page, installation: Installation, user: str, password: str) -> None:
+    """Open the admin center and sign in."""
+    page.goto(f"https://127.0.0.1:{installation.https_port}/ecp/")
+    page.get_by_label("User name").fill(user)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()

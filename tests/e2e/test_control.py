@@ -7,6 +7,7 @@ httpx over HTTPS for directory logins.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import poplib
 import pwd
@@ -75,7 +76,9 @@ def directory_call(installation: Installation, action: str, *args: object) -> No
         finally:
             await directory.close()
 
-    asyncio.run(call())
+    # In a thread of its own: a test driving Playwright already has an event loop running.
+    with concurrent.futures.ThreadPoolExecutor(1) as worker:
+        worker.submit(lambda: asyncio.run(call())).result()
 
 
 def test_net_messages_and_exit_codes(installation: Installation) -> None:

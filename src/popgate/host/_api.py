@@ -20,8 +20,9 @@ import grp
 import logging
 import os
 import pwd
+import secrets
 from collections.abc import Awaitable, Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
@@ -41,6 +42,7 @@ from popgate.host._common import (
 from popgate.host._host import Host, ServiceControlError
 from popgate.host._process import ServiceProcess
 from popgate.host._recovery import RecoveryAction, RecoveryStep
+from popgate.host._sessions import SESSION_COOKIE, SessionStore
 from popgate.host._states import StartupType
 from popgate.services._throttle import LoginThrottle
 
@@ -58,6 +60,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger("popgate.host")
+
+#: The header an admin center page sends its session's CSRF token in.
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 #: Members of this OS group administer the local host like root.
 ADMIN_GROUP = "popgate-admins"
@@ -110,6 +116,8 @@ class ControlContext:
     throttle: LoginThrottle
     #: This computer's data directory: its server name, its mail store.
     home: Home
+    #: The admin center's logged-in browsers.
+    sessions: SessionStore = field(default_factory=SessionStore)
 
 
 class ApiError(Exception):
@@ -248,10 +256,26 @@ async def identify(request: Request) -> Caller:
     if isinstance(peer, PeerCredentials):
         return local_caller(peer)
     address = request.client.host if request.client else "unknown"
+    session = context.sessions.get(request.cookies.get(SESSION_COOKIE))
+    if session is not None:
+        # A browser sends its cookie to any request, so a change must also prove that it
+        # comes from our own page: the CSRF token it embeds, in a header.
+        if request.method not in SAFE_METHODS and not secrets.compare_digest(
+            request.headers.get(CSRF_HEADER, ""), session.csrf
+        ):
+            raise ApiError(
+                403, ERROR_ACCESS_DENIED, "The request has no valid CSRF token; reload the page."
+            )
+        return Caller(name=session.name, origin=session.origin, role_groups=session.role_groups)
     credentials = _basic_credentials(request.headers.get("authorization"))
     if credentials is None:
         raise ApiError(401, ERROR_LOGON_FAILURE, "Log in with a directory account.")
     name, password = credentials
+    return await login(context, name, password, address)
+
+
+async def login(context: ControlContext, name: str, password: str, address: str) -> Caller:
+    """Check a directory login (throttled per address and account); the caller it makes."""
     wait = context.throttle.locked_for(address, name)
     if wait > 0:
         raise ApiError(
@@ -318,6 +342,11 @@ def create_app(context: ControlContext) -> FastAPI:
         redoc_url=None,
     )
     app.state.context = context
+    # The admin center: imported here because its pages use this module's login.
+    from popgate.host._ecp import ECP_PREFIX, ecp_router, ecp_static
+
+    app.mount(f"{ECP_PREFIX}/static", ecp_static(), name="ecp-static")
+    app.include_router(ecp_router())
 
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, error: ApiError) -> JSONResponse:

@@ -1,0 +1,201 @@
+"""The admin center (``/ecp/``): server-rendered pages over the control API.
+
+Pages are Jinja2 templates with a little hand-written JavaScript that calls ``/api/v1``
+with the session cookie and the page's CSRF token; every permission and audit decision
+stays in the API. Sign-in uses a directory account and the API's throttled login.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Mapping
+from importlib.resources import files
+from pathlib import Path
+from typing import Annotated, cast
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from popgate.host._api import ApiError, Caller, ControlContext, login
+from popgate.host._host import Host
+from popgate.host._sessions import SESSION_COOKIE, Session
+
+__all__ = ["ECP_PREFIX", "ecp_router", "ecp_static"]
+
+logger = logging.getLogger("popgate.host")
+
+ECP_PREFIX = "/ecp"
+#: Double-submit token of the sign-in form (there is no session yet to hold one).
+LOGIN_COOKIE = "popgate_login"
+PAGES = (("services", "Services"),)
+#: Windows shows the account a service runs as; popgate's services run as the host's user.
+LOGON_AS = "Local System"
+
+_ASSETS = Path(str(files("popgate.host") / "ecp"))
+_templates = Environment(
+    loader=FileSystemLoader(_ASSETS / "templates"),
+    autoescape=select_autoescape(("html",)),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def ecp_static() -> StaticFiles:
+    """The admin center's CSS and scripts."""
+    return StaticFiles(directory=_ASSETS / "static")
+
+
+def _render(name: str, status: int = 200, **values: object) -> HTMLResponse:
+    html = _templates.get_template(name).render(prefix=ECP_PREFIX, pages=PAGES, **values)
+    response = HTMLResponse(html, status_code=status)
+    # The pages are never framed and never cached: they show live state and hold a token.
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; script-src 'self'; style-src 'self'; frame-ancestors 'none'"
+    )
+    return response
+
+
+def _context(request: Request) -> ControlContext:
+    return cast("ControlContext", request.app.state.context)
+
+
+def _session(request: Request) -> Session | None:
+    return _context(request).sessions.get(request.cookies.get(SESSION_COOKIE))
+
+
+def _to_login(request: Request) -> RedirectResponse:
+    target = f"{ECP_PREFIX}/login?next={request.url.path}"
+    return RedirectResponse(target, status_code=303)
+
+
+def _safe_next(target: str) -> str:
+    """Only a path of the admin center itself: never an open redirect."""
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith(f"{ECP_PREFIX}/"):
+        return f"{ECP_PREFIX}/services"
+    return parts.path
+
+
+def _groups_text(session: Session) -> str:
+    return ", ".join(sorted(group.value for group in session.role_groups)) or "no role group"
+
+
+def _set_cookie(response: Response, name: str, value: str, max_age: int | None = None) -> None:
+    response.set_cookie(
+        name, value, max_age=max_age, secure=True, httponly=True, samesite="strict", path="/"
+    )
+
+
+def ecp_router() -> APIRouter:
+    """The admin center's pages."""
+    router = APIRouter(prefix=ECP_PREFIX, include_in_schema=False)
+
+    @router.get("/")
+    async def home() -> RedirectResponse:
+        return RedirectResponse(f"{ECP_PREFIX}/services", status_code=303)
+
+    @router.get("/login")
+    async def login_page(request: Request, next: str = "", bye: str = "") -> HTMLResponse:
+        token = secrets.token_urlsafe(32)
+        response = _render(
+            "login.html",
+            session=None,
+            login_csrf=token,
+            next=_safe_next(next),
+            username="",
+            message="",
+            signed_out=bool(bye),
+        )
+        _set_cookie(response, LOGIN_COOKIE, token, max_age=3600)
+        return response
+
+    @router.post("/login")
+    async def sign_in(
+        request: Request,
+        username: Annotated[str, Form()],
+        password: Annotated[str, Form()],
+        csrf: Annotated[str, Form()] = "",
+        next: Annotated[str, Form()] = "",
+    ) -> Response:
+        context = _context(request)
+        expected = request.cookies.get(LOGIN_COOKIE, "")
+        address = request.client.host if request.client else "unknown"
+
+        def again(message: str, status: int) -> HTMLResponse:
+            token = secrets.token_urlsafe(32)
+            response = _render(
+                "login.html",
+                status,
+                session=None,
+                login_csrf=token,
+                next=_safe_next(next),
+                username=username,
+                message=message,
+                signed_out=False,
+            )
+            _set_cookie(response, LOGIN_COOKIE, token, max_age=3600)
+            return response
+
+        if not expected or not secrets.compare_digest(expected, csrf):
+            return again("The sign-in form has expired; sign in again.", 403)
+        try:
+            caller: Caller = await login(context, username, password, address)
+        except ApiError as error:
+            return again(str(error), error.status)
+        session = context.sessions.create(caller.name, f"https {address}", caller.role_groups)
+        logger.info("admin center sign-in by %s from %s", caller.name, address)
+        response = RedirectResponse(_safe_next(next), status_code=303)
+        _set_cookie(response, SESSION_COOKIE, session.token)
+        response.delete_cookie(LOGIN_COOKIE, path="/")
+        return response
+
+    @router.post("/logout")
+    async def sign_out(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
+        session = _session(request)
+        if session is not None:
+            if not secrets.compare_digest(session.csrf, csrf):
+                return HTMLResponse("The request has no valid CSRF token.", status_code=403)
+            _context(request).sessions.end(session.token)
+            logger.info("admin center sign-out by %s", session.name)
+        response = RedirectResponse(f"{ECP_PREFIX}/login?bye=1", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    @router.get("/services")
+    async def services(request: Request) -> Response:
+        session = _session(request)
+        if session is None:
+            return _to_login(request)
+        host = _context(request).host
+        caller = Caller(session.name, session.origin, session.role_groups)
+        return _render(
+            "services.html",
+            session=session,
+            page="services",
+            groups_text=_groups_text(session),
+            server=_context(request).home.server_name,
+            may_control=caller.may_control,
+            logon_as=LOGON_AS,
+            services=[_service_row(name, host) for name in host.processes],
+        )
+
+    return router
+
+
+def _service_row(name: str, host: Host) -> Mapping[str, object]:
+    process = host.processes[name]
+    status = process.current_state().label
+    return {
+        "name": name,
+        "display_name": process.info.display_name,
+        "description": process.info.description,
+        "status": status,
+        "status_text": {"StartPending": "Starting", "StopPending": "Stopping"}.get(status, status),
+        "startup_type": host.startup_types[name].value,
+    }
