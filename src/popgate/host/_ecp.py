@@ -24,14 +24,23 @@ from popgate.host._api import ApiError, Caller, ControlContext, login
 from popgate.host._host import Host
 from popgate.host._sessions import SESSION_COOKIE, Session
 
-__all__ = ["ECP_PREFIX", "ecp_router", "ecp_static"]
+__all__ = [
+    "ECP_PREFIX",
+    "PAGES",
+    "ecp_router",
+    "ecp_static",
+    "page_caller",
+    "render_page",
+    "signed_in",
+]
 
 logger = logging.getLogger("popgate.host")
 
 ECP_PREFIX = "/ecp"
 #: Double-submit token of the sign-in form (there is no session yet to hold one).
 LOGIN_COOKIE = "popgate_login"
-PAGES = (("services", "Services"),)
+#: The navigation: (path under /ecp/, label). Each page module adds its router to the app.
+PAGES: list[tuple[str, str]] = [("services", "Services")]
 #: Windows shows the account a service runs as; popgate's services run as the host's user.
 LOGON_AS = "Local System"
 
@@ -49,7 +58,7 @@ def ecp_static() -> StaticFiles:
     return StaticFiles(directory=_ASSETS / "static")
 
 
-def _render(name: str, status: int = 200, **values: object) -> HTMLResponse:
+def _render(name: str, status: int = 200, /, **values: object) -> HTMLResponse:
     html = _templates.get_template(name).render(prefix=ECP_PREFIX, pages=PAGES, **values)
     response = HTMLResponse(html, status_code=status)
     # The pages are never framed and never cached: they show live state and hold a token.
@@ -69,9 +78,32 @@ def _session(request: Request) -> Session | None:
     return _context(request).sessions.get(request.cookies.get(SESSION_COOKIE))
 
 
-def _to_login(request: Request) -> RedirectResponse:
-    target = f"{ECP_PREFIX}/login?next={request.url.path}"
-    return RedirectResponse(target, status_code=303)
+def signed_in(request: Request) -> Session | RedirectResponse:
+    """The page's session, or the redirect to the sign-in page that the page should return."""
+    session = _session(request)
+    if session is None:
+        return RedirectResponse(f"{ECP_PREFIX}/login?next={request.url.path}", status_code=303)
+    return session
+
+
+def page_caller(session: Session) -> Caller:
+    """The session as the API's caller (its rights: ``may_read``, ``may_control``, ...)."""
+    return Caller(session.name, session.origin, session.role_groups)
+
+
+def render_page(
+    request: Request, session: Session, template: str, page: str, **values: object
+) -> HTMLResponse:
+    """A page of the admin center with its navigation, identity and CSRF token."""
+    return _render(
+        template,
+        200,
+        session=session,
+        page=page,
+        groups_text=_groups_text(session),
+        server=_context(request).home.server_name,
+        **values,
+    )
 
 
 def _safe_next(target: str) -> str:
@@ -169,18 +201,16 @@ def ecp_router() -> APIRouter:
 
     @router.get("/services")
     async def services(request: Request) -> Response:
-        session = _session(request)
-        if session is None:
-            return _to_login(request)
+        session = signed_in(request)
+        if not isinstance(session, Session):
+            return session
         host = _context(request).host
-        caller = Caller(session.name, session.origin, session.role_groups)
-        return _render(
+        return render_page(
+            request,
+            session,
             "services.html",
-            session=session,
-            page="services",
-            groups_text=_groups_text(session),
-            server=_context(request).home.server_name,
-            may_control=caller.may_control,
+            "services",
+            may_control=page_caller(session).may_control,
             logon_as=LOGON_AS,
             services=[_service_row(name, host) for name in host.processes],
         )
