@@ -345,8 +345,12 @@ def create_app(context: ControlContext) -> FastAPI:
     # The admin center: imported here because its pages use this module's login.
     from popgate.host._ecp import ECP_PREFIX, ecp_router, ecp_static
 
+    from popgate.host import _ecp_mailboxes, _ecp_monitoring, _ecp_settings  # noqa: PLC0415
+
     app.mount(f"{ECP_PREFIX}/static", ecp_static(), name="ecp-static")
     app.include_router(ecp_router())
+    for module in (_ecp_settings, _ecp_mailboxes, _ecp_monitoring):
+        app.include_router(module.pages())
 
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, error: ApiError) -> JSONResponse:

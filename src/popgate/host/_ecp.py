@@ -40,7 +40,13 @@ ECP_PREFIX = "/ecp"
 #: Double-submit token of the sign-in form (there is no session yet to hold one).
 LOGIN_COOKIE = "popgate_login"
 #: The navigation: (path under /ecp/, label). Each page module adds its router to the app.
-PAGES: list[tuple[str, str]] = [("services", "Services")]
+PAGES: list[tuple[str, str]] = [
+    ("services", "Services"),
+    ("servers", "Servers"),
+    ("pop3", "POP3 settings"),
+    ("mailboxes", "Mailboxes"),
+    ("monitoring", "Monitoring"),
+]
 #: Windows shows the account a service runs as; popgate's services run as the host's user.
 LOGON_AS = "Local System"
 

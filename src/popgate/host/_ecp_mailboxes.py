@@ -1,0 +1,14 @@
+"""The admin center's the Mailboxes page."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from popgate.host._ecp import ECP_PREFIX
+
+__all__ = ["pages"]
+
+
+def pages() -> APIRouter:
+    """The routes of the Mailboxes page."""
+    return APIRouter(prefix=ECP_PREFIX, include_in_schema=False)
