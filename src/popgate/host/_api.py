@@ -343,9 +343,8 @@ def create_app(context: ControlContext) -> FastAPI:
     )
     app.state.context = context
     # The admin center: imported here because its pages use this module's login.
+    from popgate.host import _ecp_mailboxes, _ecp_monitoring, _ecp_settings
     from popgate.host._ecp import ECP_PREFIX, ecp_router, ecp_static
-
-    from popgate.host import _ecp_mailboxes, _ecp_monitoring, _ecp_settings  # noqa: PLC0415
 
     app.mount(f"{ECP_PREFIX}/static", ecp_static(), name="ecp-static")
     app.include_router(ecp_router())
