@@ -3,18 +3,27 @@ and its directory, through the Unix socket as root and over HTTPS as directory a
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import json
+import mailbox
+import re
+import socket
+import time
+import uuid
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from popgate.directory import CasMailboxSettings, PopSettings
+from popgate.directory import CasMailboxSettings, Directory, PopSettings, Role
 from popgate.host._client import HostClient, HostControlError
 from popgate.host._common import control_socket_path
+from popgate.store import MaildirStore
 from tests.e2e.conftest import Installation
-from tests.e2e.test_backend import PASSWORD
+from tests.e2e.test_backend import MESSAGES, PASSWORD
 
 DEFAULT_BANNER = "The Microsoft Exchange POP3 service is ready."
 NEW_PASSWORD = "a new password nobody may read"
@@ -357,3 +366,137 @@ def test_https_callers_get_what_their_role_groups_allow(installation: Installati
         )
         assert (error.status, error.code) == (422, 87)
         assert "is after the end date" in str(error)
+
+
+def write_mbox(path: Path, messages: list[bytes]) -> Path:
+    """An mbox file of ``messages``, written by the stdlib."""
+    box = mailbox.mbox(path)
+    for content in messages:
+        box.add(content)
+    box.close()
+    return path
+
+
+def message_count(installation: Installation, guid: str) -> int:
+    """How many messages the mailbox ``guid`` holds in this server's store."""
+    store = MaildirStore(installation.layout.mail_root)
+    return asyncio.run(store.stats(uuid.UUID(guid)))[0]
+
+
+def add_server(installation: Installation, name: str) -> None:
+    """Register another Mailbox server in the installation's directory."""
+
+    async def add() -> None:
+        directory = await Directory.connect(installation.layout.directory_url)
+        try:
+            await directory.add_server(name, fqdn=f"{name}.contoso.com", roles=[Role.MAILBOX])
+        finally:
+            await directory.close()
+
+    asyncio.run(add())
+
+
+def raw_request(installation: Installation, head: str) -> tuple[int, dict[str, Any]]:
+    """Send a request head (no body) on the control socket as root; status and JSON answer."""
+    with socket.socket(socket.AF_UNIX) as raw:
+        raw.settimeout(30)
+        raw.connect(str(control_socket_path(installation.layout)))
+        raw.sendall(head.replace("\n", "\r\n").encode() + b"\r\n")
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += raw.recv(65536)
+        header, _, body = answer.partition(b"\r\n\r\n")
+        length = int(re.search(rb"(?i)content-length: (\d+)", header)[1])  # type: ignore[index]
+        while len(body) < length:
+            body += raw.recv(65536)
+    return int(header.split()[1]), json.loads(body)
+
+
+def test_import_uploads_eml_and_mbox_files(installation: Installation, tmp_path: Path) -> None:
+    for name in ("viewer", "recipients"):
+        installation.add_mailbox(name, PASSWORD)
+    add_server(installation, "mbx2")
+    installation.start_host()
+    mbox = write_mbox(tmp_path / "Inbox.mbox", MESSAGES[:3])
+    eml = tmp_path / "one.eml"
+    eml.write_bytes(MESSAGES[3])
+    with client_of(installation) as root:
+        root.add_role_group_member("View-Only Organization Management", "viewer")
+        root.add_role_group_member("Recipient Management", "recipients")
+        alice = root.new_mailbox("alice", PASSWORD)
+        result = root.import_messages("alice", [mbox, eml])
+        assert result == {
+            "name": "alice",
+            "imported": 4,
+            "files": [{"file": "Inbox.mbox", "messages": 3}, {"file": "one.eml", "messages": 1}],
+        }
+        assert message_count(installation, alice["guid"]) == 4
+        entry = audit_of(root, "New-MailboxImportRequest")[0]
+        assert (entry["target"], entry["result"]) == ("alice", "Success")
+        assert entry["detail"] == "Count=4; FilePath=Inbox.mbox,one.eml"
+
+        # Every file is checked before anything is delivered.
+        (tmp_path / "notes.txt").write_text("hello")
+        (tmp_path / "plain.mbox").write_bytes(b"Subject: not an mbox\n\nbody\n")
+        (tmp_path / "empty.eml").write_bytes(b"")
+        invalid = [
+            ("notes.txt", "notes.txt is neither an .eml file (one message) nor an .mbox file"),
+            ("plain.mbox", "plain.mbox is not an mbox file: it does not start with a 'From '"),
+            ("empty.eml", "empty.eml is empty; an .eml file holds one message"),
+        ]
+        for name, message in invalid:
+            error = refusal(partial(root.import_messages, "alice", [eml, tmp_path / name]))
+            assert (error.status, error.code) == (422, 87)
+            assert message in str(error)
+        assert message_count(installation, alice["guid"]) == 4
+        assert audit_of(root, "New-MailboxImportRequest")[0]["result"] == "Refused"
+
+        error = refusal(lambda: root.import_messages("ghost", [eml]))
+        assert (error.status, error.code) == (404, 1317)
+        root.new_mailbox("remote", PASSWORD, None, "mbx2")
+        error = refusal(lambda: root.import_messages("remote", [eml]))
+        assert (error.status, error.code) == (409, 50)
+        assert "The mail of remote is on server mbx2, not on this server" in str(error)
+
+        # The size limit holds before the upload is read: a Content-Length is enough.
+        status, answer = raw_request(
+            installation,
+            "POST /api/v1/mailboxes/alice/import HTTP/1.1\nHost: popgate\n"
+            "Content-Type: multipart/form-data; boundary=x\nContent-Length: 1073741825\n",
+        )
+        assert (status, answer["error"]["code"]) == (413, 223)
+        assert "larger than 1 GB, the most one import takes" in answer["error"]["message"]
+        status, answer = raw_request(
+            installation,
+            "POST /api/v1/mailboxes/alice/import HTTP/1.1\nHost: popgate\n"
+            "Content-Type: text/plain\nContent-Length: 0\n",
+        )
+        assert (status, answer["error"]["code"]) == (422, 87)
+        assert "as multipart/form-data in the field 'files'" in answer["error"]["message"]
+
+        # An upload cut short is refused and audited, and delivers nothing.
+        with socket.socket(socket.AF_UNIX) as raw:
+            raw.connect(str(control_socket_path(installation.layout)))
+            raw.sendall(
+                b"POST /api/v1/mailboxes/alice/import HTTP/1.1\r\nHost: popgate\r\n"
+                b"Content-Type: multipart/form-data; boundary=x\r\nContent-Length: 1000\r\n\r\n"
+                b'--x\r\nContent-Disposition: form-data; name="files"; filename="a.eml"\r\n\r\n'
+            )
+        deadline = time.monotonic() + 10
+        while (entry := audit_of(root, "New-MailboxImportRequest")[0])["result"] != "Refused" or (
+            "ended before it was complete" not in entry["detail"]
+        ):
+            assert time.monotonic() < deadline, entry
+            time.sleep(0.05)
+        assert message_count(installation, alice["guid"]) == 4
+
+    # Importing is a change of mailboxes: Recipient Management may, View-Only may not.
+    with https_client(installation, "recipients") as recipients:
+        assert recipients.import_messages("alice", [eml])["imported"] == 1
+    with https_client(installation, "viewer") as viewer:
+        error = refusal(lambda: viewer.import_messages("alice", [eml]))
+        assert (error.status, error.code, str(error)) == (403, 5, "Access is denied.")
+    assert message_count(installation, alice["guid"]) == 5
+    with client_of(installation) as root:
+        denied = root.search_audit(cmdlets=["New-MailboxImportRequest"], user_ids=["viewer"])
+        assert [e["result"] for e in denied] == ["Denied"]

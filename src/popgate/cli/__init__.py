@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
-import mailbox as stdlib_mailbox
 import os
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -40,7 +39,15 @@ from popgate.host._common import HostError
 from popgate.net import TlsConfigError, server_context
 from popgate.services import find_service
 from popgate.services._runner import ServiceStartError, run_service
-from popgate.store import MaildirStore, StoreError
+from popgate.store import (
+    MaildirStore,
+    StoreError,
+    eml_messages,
+    import_messages,
+    maildir_count,
+    maildir_messages,
+    mbox_messages,
+)
 
 __all__ = ["main"]
 
@@ -220,39 +227,15 @@ def cmd_mailbox_set(args: argparse.Namespace) -> int:
 
 def _messages_to_import(args: argparse.Namespace) -> Iterator[bytes]:
     if args.maildir:
-        root = Path(args.maildir)
-        if not (root / "cur").is_dir() and not (root / "new").is_dir():
-            raise CommandError(f"{root} is not a Maildir (no cur/ or new/ folder)")
-        for sub in ("cur", "new"):
-            folder = root / sub
-            if folder.is_dir():
-                for path in sorted(folder.iterdir()):
-                    if path.is_file() and not path.name.startswith("."):
-                        yield path.read_bytes()
-    elif args.mbox:
-        path = Path(args.mbox)
-        if not path.is_file():
-            raise CommandError(f"{path} is not a file")
-        box = stdlib_mailbox.mbox(path, create=False)
-        try:
-            for key in box.iterkeys():
-                yield box.get_bytes(key)
-        finally:
-            box.close()
-    else:
-        for name in args.files:
-            path = Path(name)
-            if not path.is_file():
-                raise CommandError(f"{path} is not a file")
-            yield path.read_bytes()
+        return maildir_messages(Path(args.maildir))
+    if args.mbox:
+        return mbox_messages(Path(args.mbox))
+    return eml_messages(Path(name) for name in args.files)
 
 
 def _count_messages(args: argparse.Namespace) -> int | None:
     if args.maildir:
-        root = Path(args.maildir)
-        return sum(
-            len(list((root / sub).glob("[!.]*"))) for sub in ("cur", "new") if (root / sub).is_dir()
-        )
+        return maildir_count(Path(args.maildir))
     if args.files:
         return len(args.files)
     return None
@@ -268,14 +251,14 @@ def cmd_mailbox_import(args: argparse.Namespace) -> int:
         mailbox = await _require_mailbox(directory, args.name)
         store = MaildirStore(home.mail_root)
         await store.create_mailbox(mailbox.guid)
-        imported = 0
         with Progress(console=error_console, transient=False) as progress:
             task = progress.add_task(f"Importing into {mailbox.name}", total=_count_messages(args))
-            for content in _messages_to_import(args):
-                await store.deliver(mailbox.guid, content)
-                imported += 1
-                progress.advance(task)
-        return imported
+            return await import_messages(
+                store,
+                mailbox.guid,
+                _messages_to_import(args),
+                delivered=lambda: progress.advance(task),
+            )
 
     count = run(_with_directory(home, do_import))
     console.print(f"Imported {count} messages into {args.name}")

@@ -1,21 +1,29 @@
 """The control API's management endpoints, which the Exchange management shell's cmdlets call.
 
 POP3 settings (Get-/Set-PopSettings), mailboxes (New-/Get-/Remove-/Set-Mailbox,
-Get-/Set-CASMailbox), role-group members, servers (Get-ExchangeServer). Who may do what
-follows exchange-pop3.md sections 3 and 4; every change, allowed or refused, goes to the audit
-log, and no password ever does.
+Get-/Set-CASMailbox, New-MailboxImportRequest), role-group members, servers
+(Get-ExchangeServer). Who may do what follows exchange-pop3.md sections 3 and 4; every change,
+allowed or refused, goes to the audit log, and no password ever does.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
+import shutil
+import tempfile
 import uuid
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
+from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field, SecretStr
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
+from starlette.types import Message
 
 from popgate.directory import (
     AlreadyExists,
@@ -53,9 +61,15 @@ from popgate.host._common import (
 )
 from popgate.host._connectivity import ConnectionType
 from popgate.host._connectivity import test_pop_connectivity as run_connectivity_test
-from popgate.store import MaildirStore
+from popgate.store import (
+    ImportSourceError,
+    MaildirStore,
+    eml_messages,
+    import_messages,
+    mbox_messages,
+)
 
-__all__ = ["admin_router"]
+__all__ = ["MAX_IMPORT_BYTES", "RECIPIENT_CHANGE", "RECIPIENT_READ", "admin_router"]
 
 logger = logging.getLogger("popgate.host")
 
@@ -72,6 +86,30 @@ ROLE_GROUP_CHANGE = frozenset({RoleGroup.ORGANIZATION_MANAGEMENT})
 
 #: What the audit log and the host log show instead of a password.
 NOT_RECORDED = "Password (not recorded)"
+
+#: New-MailboxImportRequest: the largest upload (all its files together), and what it takes.
+MAX_IMPORT_BYTES = 1 << 30
+IMPORT_SUFFIXES = (".eml", ".mbox")
+#: Windows' numbers for an upload over the limit, and for importing on the wrong server.
+ERROR_FILE_TOO_LARGE = 223
+ERROR_NOT_SUPPORTED = 50
+#: The request body the import endpoint parses itself (after the caller's rights are known).
+IMPORT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["files"],
+                    "properties": {
+                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}}
+                    },
+                }
+            }
+        },
+    }
+}
 
 SettingValue = bool | int | float | str | list[str] | dict[str, str | list[str]] | None
 
@@ -131,6 +169,21 @@ class PasswordChange(BaseModel):
     """Set-Mailbox -Password."""
 
     password: SecretStr
+
+
+class ImportedFile(BaseModel):
+    """One uploaded file and how many messages it held."""
+
+    file: str
+    messages: int
+
+
+class ImportResult(BaseModel):
+    """New-MailboxImportRequest's outcome: the mailbox, the messages delivered, per file."""
+
+    name: str
+    imported: int
+    files: list[ImportedFile]
 
 
 class NewMember(BaseModel):
@@ -236,6 +289,96 @@ def _api_error(error: DirectoryError) -> ApiError:
     return ApiError(422, ERROR_INVALID_PARAMETER, str(error))
 
 
+def _too_large() -> ApiError:
+    return ApiError(
+        413,
+        ERROR_FILE_TOO_LARGE,
+        f"The upload is larger than {MAX_IMPORT_BYTES >> 30} GB, the most one import takes; "
+        "import the files in several parts.",
+    )
+
+
+def _size_limited(request: Request) -> Request:
+    """``request``, refusing (413) a body over MAX_IMPORT_BYTES: at once when its
+    Content-Length says so, else as soon as that much has arrived (chunked uploads)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_IMPORT_BYTES:
+        raise _too_large()
+    received = 0
+
+    async def receive() -> Message:
+        nonlocal received
+        message = await request.receive()
+        received += len(message.get("body", b""))
+        if received > MAX_IMPORT_BYTES:
+            raise _too_large()
+        return message
+
+    return Request(request.scope, receive)
+
+
+def _upload_name(upload: UploadFile) -> str:
+    """The file's own name, without any folder a client sent along."""
+    return PurePosixPath((upload.filename or "").replace("\\", "/")).name
+
+
+def _save(upload: UploadFile, target: Path) -> None:
+    """Copy an upload to ``target`` in 1 MB pieces: the stdlib mbox reader needs a path."""
+    target.parent.mkdir()
+    upload.file.seek(0)
+    with target.open("xb") as stream:
+        shutil.copyfileobj(upload.file, stream, 1 << 20)
+
+
+async def _saved_uploads(request: Request, folder: Path) -> list[tuple[str, Path]]:
+    """The files of the form field ``files``, each saved in ``folder`` under its own name."""
+    saved: list[tuple[str, Path]] = []
+    try:
+        async with _size_limited(request).form(max_fields=10) as form:
+            uploads = [item for item in form.getlist("files") if isinstance(item, UploadFile)]
+            if not uploads:
+                raise ApiError(
+                    422,
+                    ERROR_INVALID_PARAMETER,
+                    "Upload .eml or .mbox files as multipart/form-data in the field 'files'.",
+                )
+            for index, upload in enumerate(uploads):
+                name = _upload_name(upload)
+                suffix = next((s for s in IMPORT_SUFFIXES if name.lower().endswith(s)), None)
+                if suffix is None:
+                    raise ApiError(
+                        422,
+                        ERROR_INVALID_PARAMETER,
+                        f"{name or 'A file without a name'} is neither an .eml file (one "
+                        "message) nor an .mbox file; only those can be imported.",
+                    )
+                # Kept under the client's name, so that a complaint about it names it.
+                usable = len(name.encode()) <= 200 and "\x00" not in name
+                target = folder / str(index) / (name if usable else f"upload{suffix}")
+                await asyncio.to_thread(_save, upload, target)
+                saved.append((name, target))
+    except HTTPException as error:  # Starlette's answer to a malformed multipart body
+        raise ApiError(
+            400, ERROR_INVALID_PARAMETER, f"The upload is not valid form data: {error.detail}"
+        ) from None
+    except ClientDisconnect:
+        raise ApiError(
+            400, ERROR_INVALID_PARAMETER, "The upload ended before it was complete."
+        ) from None
+    return saved
+
+
+def _messages_of(saved: list[tuple[str, Path]]) -> list[tuple[str, Iterator[bytes]]]:
+    """Each saved upload's messages to read, every file checked before anything is delivered."""
+    try:
+        return [
+            (name, mbox_messages(path) if path.suffix == ".mbox" else eml_messages([path]))
+            for name, path in saved
+        ]
+    except ImportSourceError as error:
+        raise ApiError(422, ERROR_INVALID_PARAMETER, str(error)) from None
+
+
 # --- the endpoints -------------------------------------------------------------------------
 
 
@@ -267,10 +410,12 @@ def admin_router(context: ControlContext) -> APIRouter:
         target: str,
         detail: str,
         change: Callable[[], Awaitable[T]],
+        detail_of: Callable[[T], str] | None = None,
     ) -> T:
         """Run ``change`` for a caller in one of ``groups``, auditing the outcome either way.
 
-        Refusals of the directory become API errors with its message.
+        Refusals of the directory become API errors with its message. ``detail_of`` makes the
+        detail of the success entry from the result, when only the change knows it (a count).
         """
 
         def explained(reason: object) -> str:
@@ -287,6 +432,8 @@ def admin_router(context: ControlContext) -> APIRouter:
         except Exception as error:
             await audit(context, caller, action, target, "Failed", explained(error))
             raise
+        if detail_of is not None:
+            detail = detail_of(result)
         await audit(context, caller, action, target, "Success", detail)
         logger.info("%s %s by %s from %s: %s", action, target, caller.name, caller.origin, detail)
         return result
@@ -459,6 +606,49 @@ def admin_router(context: ControlContext) -> APIRouter:
 
         detail = _describe_changes(body.changes)
         return await changing(caller, RECIPIENT_CHANGE, "Set-CASMailbox", identity, detail, change)
+
+    @router.post("/mailboxes/{identity}/import", openapi_extra=IMPORT_BODY)
+    async def import_into_mailbox(
+        identity: str, request: Request, caller: CallerDep
+    ) -> ImportResult:
+        """New-MailboxImportRequest: deliver uploaded .eml and .mbox files (multipart form
+        data, field ``files``) to a mailbox whose mail is on this server.
+
+        The body is read only once the caller may change mailboxes, and refused over
+        MAX_IMPORT_BYTES; messages are delivered as ``popgate mailbox import`` does.
+        """
+
+        async def change() -> ImportResult:
+            mailbox = await mailbox_of(identity)
+            here = context.home.server_name.lower()
+            if mailbox.server != here:
+                raise ApiError(
+                    409,
+                    ERROR_NOT_SUPPORTED,
+                    f"The mail of {mailbox.name} is on server {mailbox.server or '(none)'}, "
+                    f"not on this server ({here}); import it through that server's host.",
+                )
+            store = MaildirStore(context.home.mail_root)
+            # Beside the mail rather than in /tmp, which is often in memory (tmpfs).
+            with tempfile.TemporaryDirectory(prefix="import-", dir=context.home.root) as folder:
+                sources = _messages_of(await _saved_uploads(request, Path(folder)))
+                await store.create_mailbox(mailbox.guid)
+                files = [
+                    ImportedFile(
+                        file=name, messages=await import_messages(store, mailbox.guid, messages)
+                    )
+                    for name, messages in sources
+                ]
+            total = sum(file.messages for file in files)
+            return ImportResult(name=mailbox.name, imported=total, files=files)
+
+        def imported(result: ImportResult) -> str:
+            names = ",".join(file.file for file in result.files)
+            return f"Count={result.imported}; FilePath={names}"
+
+        return await changing(
+            caller, RECIPIENT_CHANGE, "New-MailboxImportRequest", identity, "", change, imported
+        )
 
     # --- role groups and servers ----------------------------------------------------------
 

@@ -6,6 +6,7 @@ import datetime
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Self, cast
 
@@ -270,3 +271,30 @@ class HostClient:
         """Test-PopConnectivity; ``parameters`` as the API's ConnectivityTest takes them."""
         body = {key: value for key, value in parameters.items() if value is not None}
         return cast("View", self._call("POST", "/test-pop-connectivity", body=body))
+
+    def import_messages(self, identity: str, paths: Sequence[Path | str]) -> View:
+        """New-MailboxImportRequest: upload .eml and .mbox files into a mailbox whose mail is
+        on the host's server; ``imported`` is how many messages were delivered."""
+        url = f"{API_PREFIX}/mailboxes/{_segment(identity)}/import"
+        # Delivering a large mbox takes a while after the upload: no read timeout.
+        timeout = httpx.Timeout(self._client.timeout.connect, read=None)
+        with ExitStack() as files:
+            upload = [
+                ("files", (Path(path).name, files.enter_context(Path(path).open("rb"))))
+                for path in paths
+            ]
+            try:
+                response = self._client.post(url, files=upload, timeout=timeout)
+            except (httpx.ConnectError, httpx.RemoteProtocolError, FileNotFoundError) as error:
+                # As _call: the control socket refused us, or nothing listens on it.
+                if isinstance(error.__cause__ or error.__context__, PermissionError):
+                    raise HostControlError(ERROR_ACCESS_DENIED, "Access is denied.", 403) from None
+                raise HostNotRunningError(self.where) from None
+        if response.status_code >= 400:
+            try:
+                problem = response.json()["error"]
+                code, message = int(problem["code"]), str(problem["message"])
+            except (ValueError, KeyError, TypeError):
+                code, message = 0, f"HTTP {response.status_code}: {response.text[:200]}"
+            raise HostControlError(code, message, response.status_code)
+        return cast("View", response.json())

@@ -11,9 +11,18 @@ from ._base import (
     MessageInfo,
     StoreError,
 )
+from ._import import (
+    ImportSourceError,
+    eml_messages,
+    import_messages,
+    maildir_count,
+    maildir_messages,
+    mbox_messages,
+)
 from ._maildir import MaildirSession, MaildirStore, uid_for_base_name
 
 __all__ = [
+    "ImportSourceError",
     "MailStore",
     "MailboxLocked",
     "MailboxNotFound",
@@ -23,5 +32,10 @@ __all__ = [
     "MessageGone",
     "MessageInfo",
     "StoreError",
+    "eml_messages",
+    "import_messages",
+    "maildir_count",
+    "maildir_messages",
+    "mbox_messages",
     "uid_for_base_name",
 ]
