@@ -26,7 +26,12 @@ from popgate.cli import main
 from popgate.directory import Directory, RoleGroup
 from popgate.host._client import HostClient
 from popgate.host._common import control_socket_path
-from tests.e2e.conftest import Installation, insecure_client_context
+from tests.e2e.conftest import (
+    STARTUP_SECONDS,
+    Installation,
+    insecure_client_context,
+    wait_for_port,
+)
 from tests.e2e.test_backend import MESSAGES, PASSWORD
 
 HELP_2182 = (
@@ -543,3 +548,19 @@ def test_the_host_tells_systemd_when_it_is_ready_and_when_it_stops(
             _, errors = host.communicate(timeout=60)
     assert host.returncode == 0
     assert "Traceback" not in errors
+
+
+def test_the_admin_https_binding_is_a_setting(installation: Installation) -> None:
+    stored = installation.popgate("setup", "--https", f"127.0.0.1:{installation.https_port}")
+    assert f"Control API and admin center: 127.0.0.1:{installation.https_port}" in stored.stdout
+    host = subprocess.Popen(
+        [sys.executable, "-m", "popgate.cli", "host"],
+        env=installation.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    installation.processes.append(host)
+    wait_for_port(installation.https_port, host, STARTUP_SECONDS)
+    bad = installation.popgate("setup", "--https", "nowhere", check=False)
+    assert bad.returncode == 2
+    assert "is not an address:port binding" in bad.stderr

@@ -23,7 +23,12 @@ from popgate.cli._common import (
     error_console,
     run,
 )
-from popgate.cli._host import add_host_commands, add_service_set, add_shell_command
+from popgate.cli._host import (
+    add_host_commands,
+    add_service_set,
+    add_shell_command,
+    https_option,
+)
 from popgate.directory import (
     Directory,
     DirectoryError,
@@ -101,7 +106,12 @@ def _parse_roles(text: str) -> set[Role]:
 def cmd_setup(args: argparse.Namespace) -> int:
     """Create popgate's data directory, certificate, directory and Administrator account."""
     roles = _parse_roles(args.roles) if args.roles else None
-    result = run(run_setup(Home.locate(), roles=roles))
+    home = Home.locate()
+    result = run(run_setup(home, roles=roles))
+    if args.https is not None:
+        # The admin center stays on loopback until an administrator opens it up here.
+        home.write_config({**home.read_config(), "admin_https": args.https})
+        console.print(f"  Control API and admin center: {args.https or 'off'}", highlight=False)
     verb = "Set up" if result.created else "Already set up:"
     console.print(f"{verb} popgate in {result.home.root}")
     console.print(
@@ -357,6 +367,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     setup.add_argument(
         "--roles", help="ClientAccess, Mailbox or both, comma separated (default both)"
+    )
+    setup.add_argument(
+        "--https",
+        type=https_option,
+        metavar="ADDRESS:PORT",
+        help="where the host serves its control API and admin center (default "
+        "127.0.0.1:8443, loopback only; 'off' for none)",
     )
     setup.set_defaults(handler=cmd_setup)
 

@@ -34,7 +34,13 @@ from popgate.services import BACKEND, FRONTEND
 if TYPE_CHECKING:
     from popgate.host._daemon import RunningHost
 
-__all__ = ["add_host_commands", "add_service_set", "add_shell_command", "systemd_unit"]
+__all__ = [
+    "add_host_commands",
+    "add_service_set",
+    "add_shell_command",
+    "https_option",
+    "systemd_unit",
+]
 
 NOT_RUNNING = (
     "the popgate service host is not running on this computer; "
@@ -56,14 +62,23 @@ def _local_host() -> Iterator[HostClient]:
         client.close()
 
 
-def _https_option(value: str) -> str | None:
+def https_option(value: str) -> str:
+    """An ``address:port`` binding, or ``off`` (kept as the empty string)."""
     if value.lower() in ("off", "none", ""):
-        return None
+        return ""
     try:
         parse_https_binding(value)
     except HostError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
     return value
+
+
+def _https_binding(home: Home, given: str | None) -> str | None:
+    """This run's HTTPS binding: the option, else the one setup stored, else the default."""
+    binding = given if given is not None else home.read_config().get("admin_https")
+    if binding is None:
+        return DEFAULT_HTTPS_BINDING
+    return binding or None
 
 
 def _log_to_stderr(level: int) -> None:
@@ -81,7 +96,8 @@ def cmd_host(args: argparse.Namespace) -> int:
     from popgate.host._daemon import run_host  # the server side loads only here
 
     _log_to_stderr(logging.INFO)
-    run(run_host(Home.locate(), https_binding=args.https))
+    home = Home.locate()
+    run(run_host(home, https_binding=_https_binding(home, args.https)))
     return 0
 
 
@@ -132,7 +148,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         lines.append("Press Ctrl-C to stop the services and the host.")
         console.print("\n".join(lines), highlight=False, markup=False)
 
-    run(run_host(home, https_binding=args.https, when_up=when_up))
+    run(run_host(home, https_binding=_https_binding(home, args.https), when_up=when_up))
     console.print("popgate stopped.", highlight=False)
     return 0
 
@@ -332,15 +348,18 @@ def cmd_install_systemd(args: argparse.Namespace) -> int:
 
 def add_host_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register host, up, net, status, log and install-systemd."""
-    https_help = f"HTTPS address:port of the control API (default {DEFAULT_HTTPS_BINDING}; off)"
+    https_help = (
+        "HTTPS address:port of the control API and admin center for this run, or off "
+        f"(default: what 'popgate setup --https' stored, else {DEFAULT_HTTPS_BINDING})"
+    )
     up = commands.add_parser(
         "up", help="set up if needed, run the host and start both POP3 services"
     )
-    up.add_argument("--https", type=_https_option, default=DEFAULT_HTTPS_BINDING, help=https_help)
+    up.add_argument("--https", type=https_option, help=https_help)
     up.set_defaults(handler=cmd_up)
 
     host = commands.add_parser("host", help="run the service host in the foreground")
-    host.add_argument("--https", type=_https_option, default=DEFAULT_HTTPS_BINDING, help=https_help)
+    host.add_argument("--https", type=https_option, help=https_help)
     host.set_defaults(handler=cmd_host)
 
     net_parser = commands.add_parser("net", help="net start / net stop, as in cmd.exe")
