@@ -445,9 +445,11 @@ def test_popgate_up_starts_both_services_and_ctrl_c_stops_everything(
         assert lines[2].split() == ["MSExchangePOP3", "Microsoft", "Exchange", "POP3", "Running"]
         assert f"127.0.0.1:{installation.plain_port} (STLS)" in lines[3]
         assert f"127.0.0.1:{installation.ssl_port} (TLS)" in lines[3]
-        rest = [up.stdout.readline() for _ in range(4)]
-        assert rest[0].startswith(f"Control API: https://127.0.0.1:{installation.https_port}/")
-        assert rest[2].strip() == (
+        rest = [up.stdout.readline() for _ in range(5)]
+        base = f"https://127.0.0.1:{installation.https_port}/"
+        assert rest[0].startswith(f"Admin center: {base}ecp/")
+        assert rest[1].startswith(f"Control API: {base}api/v1/")
+        assert rest[3].strip() == (
             f"Administrator password: {installation.layout.administrator_password_file}"
         )
         client = poplib.POP3("127.0.0.1", installation.plain_port, timeout=30)

@@ -142,7 +142,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             implicit = ", ".join(settings.ssl_bindings)
             lines.append(f"POP3 clients connect to {fqdn}: {plain} (STLS), {implicit} (TLS)")
         if running.https_url:
-            lines.append(f"Control API: {running.https_url}api/v1/ (the admin center comes next)")
+            lines.append(f"Admin center: {running.https_url}ecp/ (sign in as Administrator)")
+            lines.append(f"Control API: {running.https_url}api/v1/")
         lines.append(f"Local control: {running.control_socket} (popgate net, popgate status)")
         lines.append(f"Administrator password: {home.administrator_password_file}")
         lines.append("Press Ctrl-C to stop the services and the host.")
