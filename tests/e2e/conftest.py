@@ -328,3 +328,6 @@ def sign_in(page: Page, installation: Installation, user: str, password: str) ->
     page.get_by_label("User name").fill(user)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
+    # Shortcuts are read by the page's scripts: let the page they land on finish loading.
+    page.wait_for_url(lambda url: "/ecp/login" not in url)
+    page.wait_for_load_state("load")
