@@ -24,13 +24,17 @@ import secrets
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from popgate import __version__
 from popgate.directory import Directory, InvalidSetting, RoleGroup
 from popgate.home import Home
 from popgate.host._common import (
@@ -38,6 +42,7 @@ from popgate.host._common import (
     ERROR_ACCESS_DENIED,
     ERROR_INVALID_PARAMETER,
     ERROR_LOGON_FAILURE,
+    ERROR_NOT_FOUND,
 )
 from popgate.host._host import Host, ServiceControlError
 from popgate.host._process import ServiceProcess
@@ -52,9 +57,11 @@ __all__ = [
     "Caller",
     "CallerDep",
     "ControlContext",
+    "ErrorResponse",
     "PeerCredentials",
     "audit",
     "create_app",
+    "error_responses",
     "require_change",
     "require_read",
 ]
@@ -130,6 +137,59 @@ class ApiError(Exception):
 
 
 # --- response and request bodies -----------------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    """Why a request was refused."""
+
+    code: int = Field(description="The Windows error number net.exe and PowerShell report.")
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    """Every refusal of the API has this body, whatever its status."""
+
+    error: ErrorDetail
+
+
+#: What each refusal means, for the OpenAPI document.
+ERROR_DESCRIPTIONS: dict[int, str] = {
+    400: "The body cannot be read: an upload that is not valid form data, or ended early.",
+    401: "Not logged in, or the user name or password is incorrect.",
+    403: "The caller's role groups do not allow this, or an admin center session sent no "
+    "valid CSRF token.",
+    404: "There is no such service, mailbox, server, role group or member.",
+    409: "The current state does not allow it: the service is already running, disabled or "
+    "not active; the object already exists; or the mailbox's mail is on another server.",
+    413: "The upload is larger than one request may be.",
+    422: "A parameter or the body is invalid; the message names it.",
+    429: "Too many failed logins from this address or for this account; try again later.",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI documentation of the refusals ``statuses``: all :class:`ErrorResponse`."""
+    documented: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        entry: dict[str, Any] = {"model": ErrorResponse, "description": ERROR_DESCRIPTIONS[status]}
+        if status == 401:
+            entry["headers"] = {
+                "WWW-Authenticate": {
+                    "description": "The HTTP Basic challenge.",
+                    "schema": {"type": "string"},
+                }
+            }
+        documented[status] = entry
+    return documented
+
+
+#: Refusals every HTTPS call may meet: no login or a wrong one, a throttled one.
+LOGIN_ERRORS = (401, 429)
+#: An endpoint that checks role groups and takes parameters adds these (422 replaces
+#: FastAPI's default, whose body is not the API's).
+READ_ERRORS = (*LOGIN_ERRORS, 403, 422)
+#: An endpoint on one named service adds "no such service".
+SERVICE_ERRORS = (*READ_ERRORS, 404)
 
 
 class RecoveryActionModel(BaseModel):
@@ -333,15 +393,106 @@ async def require_change(
     raise ApiError(403, ERROR_ACCESS_DENIED, "Access is denied.")
 
 
+# --- the OpenAPI document ------------------------------------------------------------------
+
+OPENAPI_URL = f"{API_PREFIX}/openapi.json"
+#: The name of the HTTP Basic scheme in the OpenAPI document.
+BASIC_SCHEME = "directoryAccount"
+
+API_DESCRIPTION = """\
+The control API of popgate's service host: list, start, stop and configure this computer's \
+POP3 services (MSExchangePOP3 and MSExchangePOP3BE), read the host log and the audit log, \
+and the management endpoints the Exchange management shell's cmdlets call \
+(Get-/Set-PopSettings, mailboxes, role groups, servers, Test-PopConnectivity).
+
+## Two doors
+
+* **The Unix socket** `run/host.sock` in the data directory. The caller is the peer's OS \
+user (SO_PEERCRED) and sends no credentials: root, the host's own user and members of the \
+`popgate-admins` group act as Organization Management; everyone else is refused (403). \
+`popgate net`, `popgate status` and the management shell use this door.
+* **HTTPS** (`popgate host --https ADDRESS:PORT`, 127.0.0.1:8443 unless changed; the \
+computer's certificate). The caller logs in with a directory account by **HTTP Basic** on \
+every request, and the account's role groups decide: Organization Management and Server \
+Management control services, View-Only Organization Management reads, Recipient Management \
+manages mailboxes. Failed logins are throttled per address and per account (429). The admin \
+center (`/ecp/`) calls the same endpoints with its session cookie instead, and sends its \
+CSRF token in the `X-CSRF-Token` header with every change.
+
+## Errors
+
+Every refusal has the body `{"error": {"code": 5, "message": "Access is denied."}}`: `code` \
+is the Windows error number that net.exe and PowerShell report (5 access denied, 87 invalid \
+parameter, 1056 already running, 1058 disabled, 1060 no such service, 1062 not active, 1326 \
+logon failure, ...).
+
+## Audit
+
+Every change, allowed or refused, is written to the audit log (`GET /api/v1/audit`); \
+passwords never are.
+"""
+
+OPENAPI_TAGS = [
+    {"name": "identity", "description": "Who the host takes the caller for."},
+    {"name": "services", "description": "Get-Service, Start-, Stop-, Restart- and Set-Service."},
+    {"name": "logs", "description": "The host log and the audit log (Search-AdminAuditLog)."},
+    {
+        "name": "management",
+        "description": "The Exchange cmdlets: POP3 settings, mailboxes, role groups, servers, "
+        "Test-PopConnectivity.",
+    },
+]
+
+
+def _document_security(app: FastAPI) -> None:
+    """Declare HTTP Basic in the app's OpenAPI document: FastAPI's own ``HTTPBasic``
+    dependency would answer a malformed header in its own error shape, and decodes only
+    ASCII, so the API keeps its own parsing and the document says it."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        document = generate()
+        schemes = document.setdefault("components", {}).setdefault("securitySchemes", {})
+        schemes[BASIC_SCHEME] = {
+            "type": "http",
+            "scheme": "basic",
+            "description": "A directory account (a mailbox name or address and its password); "
+            "the Unix socket needs none.",
+        }
+        document["security"] = [{BASIC_SCHEME: []}]
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _operation_id(route: APIRoute) -> str:
+    return route.name
+
+
 def create_app(context: ControlContext) -> FastAPI:
     """The control API app over ``context``."""
     app = FastAPI(
         title="popgate service host",
         summary="Start, stop and configure this computer's POP3 services.",
+        description=API_DESCRIPTION,
+        version=__version__,
+        openapi_url=OPENAPI_URL,
+        openapi_tags=OPENAPI_TAGS,
+        license_info={"name": "MIT", "identifier": "MIT"},
+        # Operation ids are the endpoints' function names (get_service, new_mailbox, ...),
+        # which stay stable and read well in generated clients.
+        generate_unique_id_function=_operation_id,
         docs_url=None,
         redoc_url=None,
     )
     app.state.context = context
+    _document_security(app)
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi_document() -> JSONResponse:
+        """FastAPI's usual address of the document, for tools that look there."""
+        return JSONResponse(app.openapi())
+
     # The admin center: imported here because its pages use this module's login.
     from popgate.host import _ecp_mailboxes, _ecp_monitoring, _ecp_settings
     from popgate.host._ecp import ECP_PREFIX, ecp_router, ecp_static
@@ -365,6 +516,21 @@ def create_app(context: ControlContext) -> FastAPI:
         )
         body = {"error": {"code": ERROR_INVALID_PARAMETER, "message": problems}}
         return JSONResponse(body, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+        """Refusals of the framework (an unknown path, a body it cannot read) in the API's
+        error shape, so that every answer of /api/v1 is one the document describes."""
+        if not request.url.path.startswith(f"{API_PREFIX}/"):
+            return await http_exception_handler(request, error)
+        status, code = error.status_code, ERROR_INVALID_PARAMETER
+        if status == 400:
+            # A body that is not UTF-8: invalid input, answered like a body that is not JSON.
+            status = 422
+        elif status == 404:
+            code = ERROR_NOT_FOUND
+        body = {"error": {"code": code, "message": f"{error.detail}."}}
+        return JSONResponse(body, status_code=status, headers=error.headers)
 
     async def controlled(caller: Caller, action: str, name: str) -> ServiceProcess:
         """The service to act on, once the caller is known to be allowed; refusals audited."""
@@ -399,7 +565,7 @@ def create_app(context: ControlContext) -> FastAPI:
         task = asyncio.ensure_future(report())
         context.host.background(task)
 
-    @app.get(f"{API_PREFIX}/whoami")
+    @app.get(f"{API_PREFIX}/whoami", tags=["identity"], responses=error_responses(*LOGIN_ERRORS))
     async def whoami(caller: CallerDep) -> WhoAmI:
         """The caller's identity and rights."""
         return WhoAmI(
@@ -410,13 +576,21 @@ def create_app(context: ControlContext) -> FastAPI:
             may_control=caller.may_control,
         )
 
-    @app.get(f"{API_PREFIX}/services")
+    @app.get(
+        f"{API_PREFIX}/services",
+        tags=["services"],
+        responses=error_responses(*LOGIN_ERRORS, 403),
+    )
     async def list_services(caller: CallerDep) -> list[ServiceStatus]:
         """Every service of this computer."""
         require_read(caller)
         return [_status(context.host, process) for process in context.host.processes.values()]
 
-    @app.get(f"{API_PREFIX}/services/{{name}}")
+    @app.get(
+        f"{API_PREFIX}/services/{{name}}",
+        tags=["services"],
+        responses=error_responses(*SERVICE_ERRORS),
+    )
     async def get_service(name: str, caller: CallerDep) -> ServiceStatus:
         """One service, by key name or display name."""
         require_read(caller)
@@ -443,22 +617,44 @@ def create_app(context: ControlContext) -> FastAPI:
         body = _status(context.host, process).model_dump(mode="json")
         return JSONResponse(body, status_code=202)
 
-    @app.post(f"{API_PREFIX}/services/{{name}}/start", status_code=202)
-    async def start(name: str, caller: CallerDep) -> JSONResponse:
+    @app.post(
+        f"{API_PREFIX}/services/{{name}}/start",
+        status_code=202,
+        response_model=ServiceStatus,
+        tags=["services"],
+        responses=error_responses(*SERVICE_ERRORS, 409),
+    )
+    async def start_service(name: str, caller: CallerDep) -> JSONResponse:
         """Start: 202 with StartPending; poll the service until Running or Stopped."""
         return await act(caller, "Start-Service", name, context.host.start)
 
-    @app.post(f"{API_PREFIX}/services/{{name}}/stop", status_code=202)
-    async def stop(name: str, caller: CallerDep) -> JSONResponse:
+    @app.post(
+        f"{API_PREFIX}/services/{{name}}/stop",
+        status_code=202,
+        response_model=ServiceStatus,
+        tags=["services"],
+        responses=error_responses(*SERVICE_ERRORS, 409),
+    )
+    async def stop_service(name: str, caller: CallerDep) -> JSONResponse:
         """Stop gracefully: 202 with StopPending; poll the service until Stopped."""
         return await act(caller, "Stop-Service", name, context.host.stop)
 
-    @app.post(f"{API_PREFIX}/services/{{name}}/restart", status_code=202)
-    async def restart(name: str, caller: CallerDep) -> JSONResponse:
+    @app.post(
+        f"{API_PREFIX}/services/{{name}}/restart",
+        status_code=202,
+        response_model=ServiceStatus,
+        tags=["services"],
+        responses=error_responses(*SERVICE_ERRORS, 409),
+    )
+    async def restart_service(name: str, caller: CallerDep) -> JSONResponse:
         """Stop if running, then start."""
         return await act(caller, "Restart-Service", name, context.host.restart)
 
-    @app.put(f"{API_PREFIX}/services/{{name}}/startup-type")
+    @app.put(
+        f"{API_PREFIX}/services/{{name}}/startup-type",
+        tags=["services"],
+        responses=error_responses(*SERVICE_ERRORS),
+    )
     async def set_startup_type(
         name: str, change: StartupTypeChange, caller: CallerDep
     ) -> ServiceStatus:
@@ -475,7 +671,11 @@ def create_app(context: ControlContext) -> FastAPI:
         )
         return _status(context.host, process)
 
-    @app.put(f"{API_PREFIX}/services/{{name}}/recovery")
+    @app.put(
+        f"{API_PREFIX}/services/{{name}}/recovery",
+        tags=["services"],
+        responses=error_responses(*SERVICE_ERRORS),
+    )
     async def set_recovery(name: str, options: RecoveryOptions, caller: CallerDep) -> ServiceStatus:
         """The recovery options: up to three failure actions and the reset period."""
         process = await controlled(caller, "Set-ServiceRecovery", name)
@@ -492,7 +692,7 @@ def create_app(context: ControlContext) -> FastAPI:
         )
         return _status(context.host, process)
 
-    @app.get(f"{API_PREFIX}/log")
+    @app.get(f"{API_PREFIX}/log", tags=["logs"], responses=error_responses(*READ_ERRORS))
     async def read_log(
         caller: CallerDep, lines: Annotated[int, Query(ge=1, le=10_000)] = 200
     ) -> LogTail:
@@ -504,7 +704,7 @@ def create_app(context: ControlContext) -> FastAPI:
             text = ""
         return LogTail(lines=text.splitlines()[-lines:])
 
-    @app.get(f"{API_PREFIX}/audit")
+    @app.get(f"{API_PREFIX}/audit", tags=["logs"], responses=error_responses(*READ_ERRORS))
     async def read_audit(
         caller: CallerDep,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
@@ -546,7 +746,11 @@ def create_app(context: ControlContext) -> FastAPI:
 
     from popgate.host._api_admin import admin_router  # it builds on this module's helpers
 
-    app.include_router(admin_router(context))
+    # Every management endpoint logs in, checks role groups and validates its input; the
+    # refusals particular to some (404, 409) are documented on those endpoints.
+    app.include_router(
+        admin_router(context), tags=["management"], responses=error_responses(*READ_ERRORS)
+    )
     return app
 
 

@@ -45,6 +45,7 @@ from popgate.host._api import (
     CallerDep,
     ControlContext,
     audit,
+    error_responses,
     require_change,
     require_read,
 )
@@ -479,7 +480,7 @@ def admin_router(context: ControlContext) -> APIRouter:
             effective=_formatted(await directory.get_pop_settings(name, effective=True), fqdn),
         )
 
-    @router.get("/pop-settings")
+    @router.get("/pop-settings", responses=error_responses(404))
     async def get_pop_settings(caller: CallerDep, server: str | None = None) -> PopSettingsView:
         """Get-PopSettings [-Server]: configured and effective copies, every parameter."""
         require_read(caller, POP_READ)
@@ -488,7 +489,7 @@ def admin_router(context: ControlContext) -> APIRouter:
         except DirectoryError as error:
             raise _api_error(error) from None
 
-    @router.patch("/pop-settings")
+    @router.patch("/pop-settings", responses=error_responses(404))
     async def set_pop_settings(
         body: SettingChanges, caller: CallerDep, server: str | None = None
     ) -> PopSettingsChanged:
@@ -514,13 +515,13 @@ def admin_router(context: ControlContext) -> APIRouter:
         require_read(caller, RECIPIENT_READ)
         return [_mailbox_view(mailbox) for mailbox in await directory.list_mailboxes(filter)]
 
-    @router.get("/mailboxes/{identity}")
+    @router.get("/mailboxes/{identity}", responses=error_responses(404))
     async def get_mailbox(identity: str, caller: CallerDep) -> MailboxView:
         """Get-Mailbox -Identity: by name or address."""
         require_read(caller, RECIPIENT_READ)
         return _mailbox_view(await mailbox_of(identity))
 
-    @router.post("/mailboxes", status_code=201)
+    @router.post("/mailboxes", status_code=201, responses=error_responses(404, 409))
     async def new_mailbox(body: NewMailbox, caller: CallerDep) -> MailboxView:
         """New-Mailbox, with its (empty) maildrop when this server holds it."""
         server = body.server or context.home.server_name
@@ -548,7 +549,7 @@ def admin_router(context: ControlContext) -> APIRouter:
         )
         return _mailbox_view(mailbox)
 
-    @router.delete("/mailboxes/{identity}")
+    @router.delete("/mailboxes/{identity}", responses=error_responses(404, 409))
     async def remove_mailbox(identity: str, caller: CallerDep) -> MailboxView:
         """Remove-Mailbox: the mailbox, its role-group memberships and its mail here."""
 
@@ -566,7 +567,7 @@ def admin_router(context: ControlContext) -> APIRouter:
         removed = await changing(caller, RECIPIENT_CHANGE, "Remove-Mailbox", identity, "", change)
         return _mailbox_view(removed)
 
-    @router.put("/mailboxes/{identity}/password")
+    @router.put("/mailboxes/{identity}/password", responses=error_responses(404))
     async def set_mailbox_password(
         identity: str, body: PasswordChange, caller: CallerDep
     ) -> MailboxView:
@@ -583,7 +584,7 @@ def admin_router(context: ControlContext) -> APIRouter:
         )
         return _mailbox_view(mailbox)
 
-    @router.get("/mailboxes/{identity}/cas")
+    @router.get("/mailboxes/{identity}/cas", responses=error_responses(404))
     async def get_cas_mailbox(identity: str, caller: CallerDep) -> dict[str, object]:
         """Get-CASMailbox: PopEnabled and the other Pop* settings under Exchange's names."""
         require_read(caller, RECIPIENT_READ)
@@ -593,7 +594,7 @@ def admin_router(context: ControlContext) -> APIRouter:
         except DirectoryError as error:
             raise _api_error(error) from None
 
-    @router.patch("/mailboxes/{identity}/cas")
+    @router.patch("/mailboxes/{identity}/cas", responses=error_responses(404))
     async def set_cas_mailbox(
         identity: str, body: CasChanges, caller: CallerDep
     ) -> dict[str, object]:
@@ -607,7 +608,11 @@ def admin_router(context: ControlContext) -> APIRouter:
         detail = _describe_changes(body.changes)
         return await changing(caller, RECIPIENT_CHANGE, "Set-CASMailbox", identity, detail, change)
 
-    @router.post("/mailboxes/{identity}/import", openapi_extra=IMPORT_BODY)
+    @router.post(
+        "/mailboxes/{identity}/import",
+        openapi_extra=IMPORT_BODY,
+        responses=error_responses(400, 404, 409, 413),
+    )
     async def import_into_mailbox(
         identity: str, request: Request, caller: CallerDep
     ) -> ImportResult:
@@ -652,13 +657,13 @@ def admin_router(context: ControlContext) -> APIRouter:
 
     # --- role groups and servers ----------------------------------------------------------
 
-    @router.get("/role-groups/{group}/members")
+    @router.get("/role-groups/{group}/members", responses=error_responses(404))
     async def role_group_members(group: str, caller: CallerDep) -> list[str]:
         """Get-RoleGroupMember: the members' names, sorted."""
         require_read(caller, POP_READ)
         return await directory.role_group_members(_role_group(group))
 
-    @router.post("/role-groups/{group}/members")
+    @router.post("/role-groups/{group}/members", responses=error_responses(404, 409))
     async def add_role_group_member(group: str, body: NewMember, caller: CallerDep) -> list[str]:
         """Add-RoleGroupMember: a mailbox, by name or address; the members after."""
 
@@ -677,7 +682,7 @@ def admin_router(context: ControlContext) -> APIRouter:
             change,
         )
 
-    @router.delete("/role-groups/{group}/members/{member}")
+    @router.delete("/role-groups/{group}/members/{member}", responses=error_responses(404))
     async def remove_role_group_member(group: str, member: str, caller: CallerDep) -> list[str]:
         """Remove-RoleGroupMember: by mailbox name or address; the members after."""
 

@@ -1,0 +1,129 @@
+"""The admin center's Monitoring page in Debian's chromium: the audit log, its filters, the
+host log, and who may read them."""
+
+from __future__ import annotations
+
+import httpx
+from playwright.sync_api import Locator, Page, expect
+
+from tests.e2e.conftest import Installation, insecure_client_context, screenshot, sign_in
+from tests.e2e.test_backend import PASSWORD
+from tests.e2e.test_control import directory_call, newest_audit_of
+from tests.e2e.test_ecp import administrator_password
+
+
+def audit_rows(page: Page) -> Locator:
+    """The body rows of the audit table."""
+    return page.get_by_role("table", name="Audit log entries, newest first").locator("tbody tr")
+
+
+def audit_row(page: Page, cmdlet: str, user: str) -> Locator:
+    """The audit rows of ``cmdlet`` by ``user``."""
+    return (
+        audit_rows(page)
+        .filter(has=page.get_by_role("cell", name=cmdlet, exact=True))
+        .filter(has=page.get_by_role("cell", name=user, exact=True))
+    )
+
+
+def open_monitoring(page: Page, installation: Installation) -> None:
+    page.goto(f"https://127.0.0.1:{installation.https_port}/ecp/monitoring")
+    expect(page).to_have_title("Monitoring - popgate admin center")
+
+
+def test_the_audit_log_shows_controls_and_filters_them(
+    page: Page, installation: Installation
+) -> None:
+    installation.start_host()
+    # A start through the Unix socket, by this OS user (root) ...
+    assert installation.net("start", "MSExchangePOP3BE").returncode == 0
+    newest_audit_of(installation, "Start-Service", "root")
+    # ... and a change over HTTPS by the Administrator.
+    password = administrator_password(installation)
+    base = f"https://127.0.0.1:{installation.https_port}"
+    with httpx.Client(verify=insecure_client_context(), auth=("Administrator", password)) as web:
+        changed = web.put(
+            f"{base}/api/v1/services/MSExchangePOP3/startup-type", json={"startup_type": "Manual"}
+        )
+        assert changed.status_code == 200
+
+    sign_in(page, installation, "Administrator", password)
+    open_monitoring(page, installation)
+    start = audit_row(page, "Start-Service", "root")
+    expect(start).to_have_count(1)
+    expect(start.get_by_role("cell", name="MSExchangePOP3BE", exact=True)).to_be_visible()
+    expect(start.get_by_role("cell", name="Success", exact=True)).to_be_visible()
+    # Newest first: the Administrator's Set-Service came after the start.
+    expect(audit_rows(page).first.get_by_role("cell", name="Set-Service")).to_be_visible()
+    expect(page.get_by_label("Host log, newest line last")).to_contain_text("service host for")
+    expect(page.get_by_text("Live charts arrive with the metrics endpoint.")).to_be_visible()
+    screenshot(page, "monitoring")
+
+    # Filter by cmdlet: only the starts.
+    page.get_by_label("Cmdlet").fill("start-service")
+    page.get_by_role("button", name="Search").click()
+    expect(audit_rows(page)).to_have_count(1)
+    expect(audit_row(page, "Start-Service", "root")).to_have_count(1)
+    screenshot(page, "monitoring-filtered-by-cmdlet")
+
+    # By user: the Administrator made no start, then their Set-Service alone.
+    page.get_by_label("User").fill("Administrator")
+    page.get_by_role("button", name="Search").click()
+    expect(page.get_by_text("No audit entries match the filter.")).to_be_visible()
+    page.get_by_label("Cmdlet").fill("")
+    page.get_by_role("button", name="Search").click()
+    expect(audit_rows(page)).to_have_count(1)
+    expect(audit_row(page, "Set-Service", "Administrator")).to_have_count(1)
+    screenshot(page, "monitoring-filtered-by-user")
+
+    # A time range after every entry matches none; Clear shows them all again.
+    page.get_by_label("From").fill("2099-01-01T00:00:00")
+    page.get_by_role("button", name="Search").click()
+    expect(page.get_by_text("No audit entries match the filter.")).to_be_visible()
+    page.get_by_role("button", name="Clear").click()
+    expect(audit_row(page, "Start-Service", "root")).to_have_count(1)
+
+    # The page reads the log again on its own: a stop made elsewhere appears.
+    assert installation.net("stop", "MSExchangePOP3BE", "/y").returncode == 0
+    expect(audit_row(page, "Stop-Service", "root")).to_have_count(1, timeout=25_000)
+
+
+def test_view_only_reads_the_audit_log_and_recipient_management_is_refused(
+    page: Page, installation: Installation
+) -> None:
+    installation.add_mailbox("viewer", PASSWORD)
+    installation.add_mailbox("recipients", PASSWORD)
+    directory_call(
+        installation, "add_role_group_member", "View-Only Organization Management", "viewer"
+    )
+    directory_call(installation, "add_role_group_member", "Recipient Management", "recipients")
+    installation.start_host()
+    base = f"https://127.0.0.1:{installation.https_port}"
+    # Recipient Management may not start services: the refusal is audited as Denied.
+    with httpx.Client(verify=insecure_client_context(), auth=("recipients", PASSWORD)) as web:
+        assert web.post(f"{base}/api/v1/services/MSExchangePOP3/start").status_code == 403
+
+    sign_in(page, installation, "recipients", PASSWORD)
+    open_monitoring(page, installation)
+    expect(page.locator("#no-access")).to_contain_text("do not allow reading the audit log")
+    expect(page.locator("#audit-status")).to_have_text(
+        "You can't read the audit log: Access is denied."
+    )
+    expect(page.locator("#log-status")).to_have_text(
+        "You can't read the host log: Access is denied."
+    )
+    expect(audit_rows(page)).to_have_count(0)
+    screenshot(page, "monitoring-recipient-management")
+    page.get_by_role("button", name="Sign out").click()
+
+    sign_in(page, installation, "viewer", PASSWORD)
+    open_monitoring(page, installation)
+    expect(page.locator("#no-access")).to_have_count(0)
+    denied = audit_row(page, "Start-Service", "recipients")
+    expect(denied.get_by_role("cell", name="Denied", exact=True)).to_be_visible()
+    page.get_by_label("Result").select_option("Success")
+    expect(denied).to_have_count(0)
+    page.get_by_label("Result").select_option("Denied")
+    expect(audit_rows(page)).to_have_count(1)
+    expect(denied).to_have_count(1)
+    screenshot(page, "monitoring-view-only")
