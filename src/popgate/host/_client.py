@@ -8,7 +8,7 @@ import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Self, cast
+from typing import Any, BinaryIO, Self, cast
 
 import httpx
 
@@ -91,10 +91,19 @@ class HostClient:
         *,
         body: Mapping[str, object] | None = None,
         params: Mapping[str, str | int | None] | None = None,
+        files: Sequence[tuple[str, tuple[str, BinaryIO]]] | None = None,
+        timeout: httpx.Timeout | None = None,
     ) -> object:
         given = None if params is None else {k: v for k, v in params.items() if v is not None}
         try:
-            response = self._client.request(method, f"{API_PREFIX}{path}", json=body, params=given)
+            response = self._client.request(
+                method,
+                f"{API_PREFIX}{path}",
+                json=body,
+                params=given,
+                files=files,
+                timeout=timeout or self._client.timeout,
+            )
         except (httpx.ConnectError, httpx.RemoteProtocolError, FileNotFoundError) as error:
             cause = error.__cause__ or error.__context__
             if isinstance(cause, PermissionError):
@@ -275,26 +284,17 @@ class HostClient:
     def import_messages(self, identity: str, paths: Sequence[Path | str]) -> View:
         """New-MailboxImportRequest: upload .eml and .mbox files into a mailbox whose mail is
         on the host's server; ``imported`` is how many messages were delivered."""
-        url = f"{API_PREFIX}/mailboxes/{_segment(identity)}/import"
         # Delivering a large mbox takes a while after the upload: no read timeout.
         timeout = httpx.Timeout(self._client.timeout.connect, read=None)
-        with ExitStack() as files:
+        with ExitStack() as opened:
             upload = [
-                ("files", (Path(path).name, files.enter_context(Path(path).open("rb"))))
+                ("files", (Path(path).name, opened.enter_context(Path(path).open("rb"))))
                 for path in paths
             ]
-            try:
-                response = self._client.post(url, files=upload, timeout=timeout)
-            except (httpx.ConnectError, httpx.RemoteProtocolError, FileNotFoundError) as error:
-                # As _call: the control socket refused us, or nothing listens on it.
-                if isinstance(error.__cause__ or error.__context__, PermissionError):
-                    raise HostControlError(ERROR_ACCESS_DENIED, "Access is denied.", 403) from None
-                raise HostNotRunningError(self.where) from None
-        if response.status_code >= 400:
-            try:
-                problem = response.json()["error"]
-                code, message = int(problem["code"]), str(problem["message"])
-            except (ValueError, KeyError, TypeError):
-                code, message = 0, f"HTTP {response.status_code}: {response.text[:200]}"
-            raise HostControlError(code, message, response.status_code)
-        return cast("View", response.json())
+            answer = self._call(
+                "POST",
+                f"/mailboxes/{_segment(identity)}/import",
+                files=upload,
+                timeout=timeout,
+            )
+        return cast("View", answer)
