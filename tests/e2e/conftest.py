@@ -287,14 +287,19 @@ CHROMIUM_ARGS = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright_driver() -> Iterator[Playwright]:
-    """The Playwright driver for the whole run."""
+    """The Playwright driver for one test module.
+
+    Not for the whole run: its sync API keeps an event loop running in the test thread (on a
+    greenlet), and every later test that calls asyncio.run, or imports a module pytest has to
+    rewrite, would fail while it is there.
+    """
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright_driver: Playwright) -> Iterator[Browser]:
     """Headless Debian chromium."""
     chromium = playwright_driver.chromium.launch(

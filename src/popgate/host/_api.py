@@ -552,6 +552,10 @@ def create_app(context: ControlContext) -> FastAPI:
         async def report() -> None:
             try:
                 process = await control
+            except ServiceControlError as error:
+                logger.warning("%s %s refused: %s", action, target, error)
+                await audit(context, caller, action, target, "Refused", str(error))
+                return
             except Exception as error:
                 logger.exception("%s failed", action)
                 await audit(context, caller, action, target, "Failed", str(error))

@@ -167,7 +167,12 @@ class Host:
 
         async def then_start() -> ServiceProcess:
             await stopping
-            return await self.start(key)
+            try:
+                return await self.start(key)
+            except ServiceControlError as refused:
+                # Started by someone else meanwhile, or disabled: the stop stands, as is.
+                logger.warning("restart of %s: the start was refused: %s", key, refused)
+                return service
 
         return self._track(then_start())
 
