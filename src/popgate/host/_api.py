@@ -256,7 +256,8 @@ class AuditRecord(BaseModel):
     detail: str
 
 
-def _status(host: Host, process: ServiceProcess) -> ServiceStatus:
+def service_status(host: Host, process: ServiceProcess) -> ServiceStatus:
+    """One service as the API (and the admin center's Services page) shows it."""
     policy = host.recovery[process.info.name]
     return ServiceStatus(
         name=process.info.name,
@@ -588,7 +589,9 @@ def create_app(context: ControlContext) -> FastAPI:
     async def list_services(caller: CallerDep) -> list[ServiceStatus]:
         """Every service of this computer."""
         require_read(caller)
-        return [_status(context.host, process) for process in context.host.processes.values()]
+        return [
+            service_status(context.host, process) for process in context.host.processes.values()
+        ]
 
     @app.get(
         f"{API_PREFIX}/services/{{name}}",
@@ -599,7 +602,7 @@ def create_app(context: ControlContext) -> FastAPI:
         """One service, by key name or display name."""
         require_read(caller)
         try:
-            return _status(context.host, context.host.find(name))
+            return service_status(context.host, context.host.find(name))
         except ServiceControlError as error:
             raise ApiError(404, error.code, str(error)) from None
 
@@ -618,7 +621,7 @@ def create_app(context: ControlContext) -> FastAPI:
             raise control_refused(error) from None
         logger.info("%s %s by %s from %s", action, process.info.name, caller.name, caller.origin)
         follow(caller, action, process.info.name, control)
-        body = _status(context.host, process).model_dump(mode="json")
+        body = service_status(context.host, process).model_dump(mode="json")
         return JSONResponse(body, status_code=202)
 
     @app.post(
@@ -673,7 +676,7 @@ def create_app(context: ControlContext) -> FastAPI:
             "Success",
             f"StartupType {change.startup_type.value}",
         )
-        return _status(context.host, process)
+        return service_status(context.host, process)
 
     @app.put(
         f"{API_PREFIX}/services/{{name}}/recovery",
@@ -694,7 +697,7 @@ def create_app(context: ControlContext) -> FastAPI:
             "Success",
             f"{summary}; reset after {options.reset_after:g} s",
         )
-        return _status(context.host, process)
+        return service_status(context.host, process)
 
     @app.get(f"{API_PREFIX}/log", tags=["logs"], responses=error_responses(*READ_ERRORS))
     async def read_log(

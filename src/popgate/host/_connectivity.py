@@ -58,6 +58,7 @@ from popgate.protocol import (
     Uidl,
     User,
 )
+from popgate.services._runner import parse_binding
 from popgate.store import MailboxLocked, MailboxNotFound, MaildirStore, StoreError
 
 __all__ = [
@@ -357,7 +358,10 @@ def _endpoint(
         if kind is ConnectionType.SSL
         else settings.unencrypted_or_tls_bindings
     )
-    candidates: list[tuple[_Address | None, int]] = [_split_binding(b) for b in bindings]
+    candidates: list[tuple[_Address | None, int]] = [
+        (ipaddress.ip_address(host), bound_port)
+        for host, bound_port in map(parse_binding, bindings)
+    ]
     if port is not None:
         candidates = [binding for binding in candidates if binding[1] == port] or [(None, port)]
     elif not candidates:
@@ -374,12 +378,6 @@ def _endpoint(
     if address is not None and address.version == 6:
         return "::1", chosen
     return "127.0.0.1", chosen
-
-
-def _split_binding(binding: str) -> tuple[_Address, int]:
-    """``0.0.0.0:995`` or ``[::]:995`` (as the settings validated them) as address and port."""
-    address, _, port = binding.rpartition(":")
-    return ipaddress.ip_address(address.strip("[]")), int(port)
 
 
 def _fqdn(home: Home) -> str:

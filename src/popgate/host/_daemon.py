@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import fcntl
 import logging
 import logging.handlers
@@ -38,6 +37,7 @@ from popgate.host._common import (
 from popgate.host._host import Host
 from popgate.services import SERVICES
 from popgate.services._notify import notify
+from popgate.services._runner import listen_reason
 from popgate.services._throttle import LoginThrottle
 
 __all__ = ["RunningHost", "run_host"]
@@ -131,14 +131,8 @@ def _https_listener(binding: str) -> socket.socket:
         listener.bind((host, port))
     except OSError as error:
         listener.close()
-        if error.errno == errno.EADDRINUSE:
-            reason = "the address is already in use by another program"
-        elif error.errno == errno.EACCES:
-            reason = "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
-        else:
-            reason = error.strerror or str(error)
         raise HostError(
-            f"cannot serve the control API on {binding}: {reason}; "
+            f"cannot serve the control API on {binding}: {listen_reason(error)}; "
             "choose another with 'popgate host --https ADDRESS:PORT' (or --https off)"
         ) from None
     listener.listen(128)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Mapping
 from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, cast
@@ -20,8 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from popgate.host._api import ApiError, Caller, ControlContext, login
-from popgate.host._host import Host
+from popgate.host._api import ApiError, Caller, ControlContext, login, service_status
 from popgate.host._sessions import SESSION_COOKIE, Session
 
 __all__ = [
@@ -47,6 +45,8 @@ PAGES: list[tuple[str, str]] = [
     ("mailboxes", "Mailboxes"),
     ("monitoring", "Monitoring"),
 ]
+#: What the snap-in says for the pending states (services.js keeps the same words).
+STATUS_TEXT = {"StartPending": "Starting", "StopPending": "Stopping"}
 #: Windows shows the account a service runs as; popgate's services run as the host's user.
 LOGON_AS = "Local System"
 
@@ -218,20 +218,8 @@ def ecp_router() -> APIRouter:
             "services",
             may_control=page_caller(session).may_control,
             logon_as=LOGON_AS,
-            services=[_service_row(name, host) for name in host.processes],
+            services=[service_status(host, process) for process in host.processes.values()],
+            status_text=STATUS_TEXT,
         )
 
     return router
-
-
-def _service_row(name: str, host: Host) -> Mapping[str, object]:
-    process = host.processes[name]
-    status = process.current_state().label
-    return {
-        "name": name,
-        "display_name": process.info.display_name,
-        "description": process.info.description,
-        "status": status,
-        "status_text": {"StartPending": "Starting", "StopPending": "Stopping"}.get(status, status),
-        "startup_type": host.startup_types[name].value,
-    }

@@ -26,7 +26,13 @@ from popgate.services._notify import notify
 from popgate.services._throttle import LoginThrottle
 from popgate.store import MaildirStore
 
-__all__ = ["ServiceStartError", "listen_error", "parse_binding", "run_service"]
+__all__ = [
+    "ServiceStartError",
+    "listen_error",
+    "listen_reason",
+    "parse_binding",
+    "run_service",
+]
 
 logger = logging.getLogger("popgate.service")
 
@@ -71,11 +77,19 @@ def listen_error(error: OSError, what: str, setting: str, port: int) -> ServiceS
             "CAP_NET_BIND_SERVICE. Run the host as root, or as a user granted it "
             f"('popgate install-systemd --user USER' does), or move the service: {example}"
         )
+    reason = listen_reason(error)
     if error.errno == errno.EADDRINUSE:
-        reason = "the address is already in use by another program; stop that program"
-    else:
-        reason = error.strerror or str(error)
+        reason += "; stop that program"
     return ServiceStartError(f"cannot listen on {what}: {reason}, or move the service: {example}")
+
+
+def listen_reason(error: OSError) -> str:
+    """Why binding a listening socket failed, in words (shared by the services and host)."""
+    if error.errno == errno.EADDRINUSE:
+        return "the address is already in use by another program"
+    if error.errno == errno.EACCES:
+        return "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+    return error.strerror or str(error)
 
 
 def _tls_context(home: Home, settings: PopSettings) -> ssl.SSLContext:
