@@ -94,6 +94,11 @@ class Home:
         return self.run_dir / "pop3be.sock"
 
     @property
+    def metrics_dir(self) -> Path:
+        """The services' counters (prometheus-client multiprocess files), reset by the host."""
+        return self.run_dir / "metrics"
+
+    @property
     def log_dir(self) -> Path:
         """Service and protocol logs."""
         return self.root / "logs"

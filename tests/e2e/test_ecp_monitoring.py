@@ -1,13 +1,16 @@
-"""The admin center's Monitoring page in Debian's chromium: the audit log, its filters, the
-host log, and who may read them."""
+"""The admin center's Monitoring page in Debian's chromium: the live charts of the services'
+counters, the audit log, its filters, the host log, and who may read them."""
 
 from __future__ import annotations
+
+import poplib
+import re
 
 import httpx
 from playwright.sync_api import Locator, Page, expect
 
 from tests.e2e.conftest import Installation, insecure_client_context, screenshot, sign_in
-from tests.e2e.test_backend import PASSWORD
+from tests.e2e.test_backend import MESSAGES, PASSWORD, refusal
 from tests.e2e.test_control import directory_call, newest_audit_of
 from tests.e2e.test_ecp import administrator_password
 
@@ -56,7 +59,6 @@ def test_the_audit_log_shows_controls_and_filters_them(
     # Newest first: the Administrator's Set-Service came after the start.
     expect(audit_rows(page).first.get_by_role("cell", name="Set-Service")).to_be_visible()
     expect(page.get_by_label("Host log, newest line last")).to_contain_text("service host for")
-    expect(page.get_by_text("Live charts arrive with the metrics endpoint.")).to_be_visible()
     screenshot(page, "monitoring")
 
     # Filter by cmdlet: only the starts.
@@ -113,6 +115,9 @@ def test_view_only_reads_the_audit_log_and_recipient_management_is_refused(
         "You can't read the host log: Access is denied."
     )
     expect(audit_rows(page)).to_have_count(0)
+    expect(page.locator("#charts-status")).to_have_text(
+        "You can't read the counters: Access is denied."
+    )
     screenshot(page, "monitoring-recipient-management")
     page.get_by_role("button", name="Sign out").click()
 
@@ -127,3 +132,64 @@ def test_view_only_reads_the_audit_log_and_recipient_management_is_refused(
     expect(audit_rows(page)).to_have_count(1)
     expect(denied).to_have_count(1)
     screenshot(page, "monitoring-view-only")
+
+
+def counter_cell(page: Page, service: str, field: str) -> Locator:
+    """One number of the counters table."""
+    return page.locator(f'#counters tr[data-service="{service}"] td[data-field="{field}"]')
+
+
+def test_the_live_charts_follow_real_sessions(page: Page, installation: Installation) -> None:
+    installation.add_mailbox("alice", PASSWORD)
+    installation.import_messages("alice", MESSAGES, installation.home / "eml")
+    installation.start_host()
+    for name in ("MSExchangePOP3BE", "MSExchangePOP3"):
+        assert installation.net("start", name).returncode == 0
+    sign_in(page, installation, "Administrator", administrator_password(installation))
+    open_monitoring(page, installation)
+    live = page.locator("#live")
+    expect(live).to_have_attribute("data-readings", re.compile(r"^[1-9]"))
+    expect(page.locator("#chart-legend li")).to_have_text(["MSExchangePOP3", "MSExchangePOP3BE"])
+    for chart in ("Current sessions", "Logins per second", "Failed logins per second",
+                  "RETR bytes per second", "Errors per second"):  # fmt: skip
+        expect(page.get_by_role("img", name=chart, exact=True)).to_be_visible()
+
+    # A wrong password, then a session that reads every message and stays open.
+    client = poplib.POP3("127.0.0.1", installation.plain_port, timeout=30)
+    client.stls(insecure_client_context())
+    client.user("alice")
+    assert "[AUTH]" in refusal(lambda: client.pass_("wrong"))
+    client.user("alice")
+    client.pass_(PASSWORD)
+    retrieved = sum(len(b"\r\n".join(client.retr(n)[1])) for n in range(1, len(MESSAGES) + 1))
+    assert retrieved > 0
+
+    expect(page.locator("#chart-sessions-now")).to_have_text(
+        "MSExchangePOP3: 1 open · MSExchangePOP3BE: 1 open", timeout=15_000
+    )
+    expect(counter_cell(page, "MSExchangePOP3", "logins")).to_have_text("1")
+    expect(counter_cell(page, "MSExchangePOP3", "failed_logins")).to_have_text("1")
+    expect(counter_cell(page, "MSExchangePOP3BE", "sessions_current")).to_have_text("1")
+    # A rate needs a reading before and after: the peaks are above zero once both exist.
+    not_zero = re.compile(r"^(?!0$)")
+    for chart in ("logins", "failed-logins", "retr-bytes"):
+        canvas = page.locator(f"#chart-{chart} canvas")
+        expect(canvas).to_have_attribute("data-peak", not_zero, timeout=15_000)
+    expect(page.locator("#chart-errors canvas")).to_have_attribute("data-peak", "0")
+    screenshot(page, "monitoring-live-charts")
+
+    client.quit()
+    expect(page.locator("#chart-sessions-now")).to_have_text(
+        "MSExchangePOP3: 0 open · MSExchangePOP3BE: 0 open", timeout=15_000
+    )
+    expect(counter_cell(page, "MSExchangePOP3BE", "sessions")).to_have_text("1")
+
+    # Pause stops the readings until Resume.
+    pause = page.get_by_role("button", name="Pause")
+    pause.click()
+    expect(page.get_by_role("button", name="Resume")).to_have_attribute("aria-pressed", "true")
+    paused_at = live.get_attribute("data-readings")
+    page.wait_for_timeout(4_500)
+    expect(live).to_have_attribute("data-readings", paused_at or "")
+    page.get_by_role("button", name="Resume").click()
+    expect(live).not_to_have_attribute("data-readings", paused_at or "")

@@ -56,8 +56,10 @@ def test_the_document_names_the_package_and_http_basic(document: dict[str, Any])
     scheme = document["components"]["securitySchemes"]["directoryAccount"]
     assert (scheme["type"], scheme["scheme"]) == ("http", "basic")
     assert document["security"] == [{"directoryAccount": []}]
-    # The admin center's pages and the document itself are no operations of the API.
-    assert all(path.startswith("/api/v1/") for path in document["paths"])
+    # The admin center's pages and the document itself are no operations of the API; /metrics
+    # is, at the path Prometheus scrapes by default.
+    assert all(path.startswith("/api/v1/") or path == "/metrics" for path in document["paths"])
+    assert "/metrics" in document["paths"]
     assert "/api/v1/openapi.json" not in document["paths"]
 
 

@@ -751,13 +751,16 @@ def create_app(context: ControlContext) -> FastAPI:
             for entry in entries
         ]
 
-    from popgate.host._api_admin import admin_router  # it builds on this module's helpers
+    # They build on this module's helpers.
+    from popgate.host._api_admin import admin_router
+    from popgate.host._api_metrics import metrics_router
 
     # Every management endpoint logs in, checks role groups and validates its input; the
     # refusals particular to some (404, 409) are documented on those endpoints.
     app.include_router(
         admin_router(context), tags=["management"], responses=error_responses(*READ_ERRORS)
     )
+    app.include_router(metrics_router(context))
     return app
 
 

@@ -166,6 +166,10 @@ class HostClient:
         tail = cast("dict[str, list[str]]", self._call("GET", "/log", params={"lines": lines}))
         return tail["lines"]
 
+    def metrics(self) -> dict[str, Any]:
+        """Every service's counters since the host started (the dashboard's summary)."""
+        return cast("dict[str, Any]", self._call("GET", "/metrics"))
+
     def audit(self, limit: int = 100) -> list[dict[str, Any]]:
         """The newest audit entries."""
         return cast("list[dict[str, Any]]", self._call("GET", "/audit", params={"limit": limit}))

@@ -36,6 +36,7 @@ from popgate.host._common import (
 )
 from popgate.host._host import Host
 from popgate.services import SERVICES
+from popgate.services._metrics import reset_metrics_dir
 from popgate.services._notify import notify
 from popgate.services._runner import listen_reason
 from popgate.services._throttle import LoginThrottle
@@ -196,7 +197,8 @@ async def _run(
         raise HostError(f"server {server_name} is not in the directory; run 'popgate setup'")
     # SERVICES lists the front end first: shutdown stops dependents before what they use.
     installed = [service for service in SERVICES if service.role in server.roles]
-    host = Host(installed, data_dir=home.root)
+    reset_metrics_dir(home.metrics_dir)
+    host = Host(installed, data_dir=home.root, metrics_dir=home.metrics_dir)
 
     async def refresh_stop_timeout() -> None:
         settings = await directory.get_pop_settings(server_name, effective=True)

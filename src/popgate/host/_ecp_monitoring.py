@@ -1,12 +1,15 @@
-"""The admin center's Monitoring page: the audit log (Search-AdminAuditLog), the host log.
+"""The admin center's Monitoring page: live charts, the audit log, the host log.
 
-The page renders the frame; ``monitoring.js`` reads ``/api/v1/audit`` and ``/api/v1/log``,
-which decide who may read them (Organization Management, Server Management, View-Only
-Organization Management): a caller without one of those sees the API's refusal. The live
-charts of sessions, logins and bytes wait for the services' metrics counters.
+The page renders the frame; ``charts.js`` reads ``/api/v1/metrics`` (the counters behind
+``/metrics``) every few seconds and draws them, ``monitoring.js`` reads ``/api/v1/audit``
+and ``/api/v1/log``. The API decides who may read them (Organization Management, Server
+Management, View-Only Organization Management): a caller without one of those sees the
+API's refusal.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -14,7 +17,33 @@ from fastapi.responses import Response
 from popgate.host._ecp import ECP_PREFIX, page_caller, render_page, signed_in
 from popgate.host._sessions import Session
 
-__all__ = ["AUDIT_RESULTS", "CMDLETS", "REFRESH_SECONDS", "pages"]
+__all__ = ["AUDIT_RESULTS", "CHARTS", "CHART_SECONDS", "CMDLETS", "REFRESH_SECONDS", "pages"]
+
+
+@dataclass(frozen=True, slots=True)
+class Chart:
+    """One live chart: a field of the counters summary, one line per service."""
+
+    key: str
+    title: str
+    #: The summary's field (``ServiceCounters``) drawn.
+    field: str
+    #: ``level`` draws the value itself (a gauge); ``rate`` its change per second.
+    kind: str
+    unit: str
+
+
+#: The dashboard, in the order of issue 6: sessions, logins, failed logins, bytes, errors.
+CHARTS = (
+    Chart("sessions", "Current sessions", "sessions_current", "level", "open"),
+    Chart("logins", "Logins per second", "logins", "rate", "logins/s"),
+    Chart("failed-logins", "Failed logins per second", "failed_logins", "rate", "failures/s"),
+    Chart("retr-bytes", "RETR bytes per second", "retr_bytes", "rate", "bytes/s"),
+    Chart("errors", "Errors per second", "errors", "rate", "errors/s"),
+)
+#: Seconds between two readings of the counters, and how many readings a chart keeps.
+CHART_SECONDS = 2
+CHART_POINTS = 90
 
 #: The cmdlets the API audits, offered as suggestions for the Cmdlet filter (the script adds
 #: any other it meets in the log).
@@ -61,6 +90,9 @@ def pages() -> APIRouter:
             results=AUDIT_RESULTS,
             refresh_seconds=REFRESH_SECONDS,
             log_lines=LOG_LINES,
+            charts=CHARTS,
+            chart_seconds=CHART_SECONDS,
+            chart_points=CHART_POINTS,
         )
 
     return router

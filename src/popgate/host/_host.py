@@ -54,10 +54,13 @@ class Host:
         data_dir: Path,
         environment: dict[str, str] | None = None,
         recovery: Callable[[], RecoveryPolicy] = RecoveryPolicy,
+        metrics_dir: Path | None = None,
     ) -> None:
         self._config_file = data_dir / "services.json"
         self.processes = {
-            info.name: ServiceProcess(info, run_dir=data_dir / "run", environment=environment)
+            info.name: ServiceProcess(
+                info, run_dir=data_dir / "run", environment=environment, metrics_dir=metrics_dir
+            )
             for info in services
         }
         #: Seconds a stopping service may take before it is killed; the daemon keeps it at

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from popgate.host._states import ServiceState
 from popgate.services import ServiceInfo
+from popgate.services._metrics import METRICS_DIR_VARIABLE, process_ended
 
 __all__ = ["ServiceProcess"]
 
@@ -42,6 +43,7 @@ class ServiceProcess:
         run_dir: Path,
         environment: dict[str, str] | None = None,
         command: Sequence[str] | None = None,
+        metrics_dir: Path | None = None,
     ) -> None:
         self.info = info
         self.state = ServiceState.STOPPED
@@ -49,6 +51,10 @@ class ServiceProcess:
         self.last_error: str | None = None
         self._run_dir = run_dir
         self._environment = dict(os.environ if environment is None else environment)
+        #: Where the service counts (prometheus-client multiprocess mode), if anywhere.
+        self._metrics_dir = metrics_dir
+        if metrics_dir is not None:
+            self._environment[METRICS_DIR_VARIABLE] = str(metrics_dir)
         self._command = list(
             command or [sys.executable, "-m", "popgate.cli", "service", "run", info.name]
         )
@@ -150,6 +156,8 @@ class ServiceProcess:
             self._stderr.append(text)
             logger.info("%s: %s", self.info.name, text)
         await process.wait()
+        if self._metrics_dir is not None:
+            process_ended(process.pid, self._metrics_dir)
         self._exited.set()
 
     def _reason(self) -> str:

@@ -21,17 +21,23 @@ from popgate.protocol import (
     RemoteProtocolError,
     Reply,
     ResponseCode,
+    SaslCancel,
+    SaslResponse,
     ServerConnection,
     Signal,
     State,
 )
 
-__all__ = ["SessionDriver", "SessionTimers"]
+__all__ = ["SESSION_RESULTS", "SessionDriver", "SessionTimers"]
 
 logger = logging.getLogger("popgate.session")
 
 #: Bytes read from the socket at once; the engine bounds what it buffers.
 READ_SIZE = 65536
+#: Lines of an AUTH exchange after the AUTH command itself: not commands of their own.
+SASL_CONTINUATIONS = (SaslResponse, SaslCancel)
+#: How a session can end, as :meth:`SessionDriver.on_end` reports it.
+SESSION_RESULTS = ("quit", "proxied", "disconnected", "timeout", "abuse", "shutdown", "error")
 #: Expected errors while closing a transport that the peer may already have dropped.
 CLOSE_ERRORS = (ConnectionError, ssl.SSLError, OSError, asyncio.TimeoutError)
 
@@ -100,22 +106,48 @@ class SessionDriver:
     async def finish(self, *, quit_received: bool) -> None:
         """Release what the session holds; runs exactly once."""
 
+    # Observation hooks for counters: the driver calls them, subclasses decide what to count.
+
+    def on_start(self) -> None:
+        """The session begins (before the greeting)."""
+
+    def on_command(self, verb: str) -> None:
+        """A command was answered (``INVALID`` for a line that is not a valid command)."""
+        del verb
+
+    def on_sent(self, size: int) -> None:
+        """``size`` bytes were written to the peer."""
+        del size
+
+    def on_end(self, result: str, seconds: float) -> None:
+        """The session is over, after ``seconds``; ``result`` is one of SESSION_RESULTS."""
+        del result, seconds
+
     async def run(self) -> None:
         """Drive the session until QUIT, EOF, timeout, abuse or cancellation."""
         quit_received = False
+        #: How the session ended; the exception handlers below refine it.
+        result = "error"
+        started = time.monotonic()
+        self.on_start()
         try:
             await self._write(self.connection.send(self.greeting()))
             quit_received = await self._loop()
+            result = "quit" if quit_received else self.ended_without_quit
         except TimeoutError:
+            result = "timeout"
             self.log.info("session %s timed out (%s)", self.session_id, self.peer)
         except RemoteProtocolError as error:
+            result = "abuse"
             self.log.info("session %s closed for abuse: %s", self.session_id, error)
             if error.reply_hint is not None:
                 with contextlib.suppress(*CLOSE_ERRORS):
                     await self._write(_encode_hint(error.reply_hint))
         except CLOSE_ERRORS as error:
+            result = "disconnected"
             self.log.info("session %s lost its connection: %r", self.session_id, error)
         except asyncio.CancelledError:
+            result = "shutdown"
             self.log.info("session %s closed by shutdown", self.session_id)
             # A stopping service must not wait on idle clients to acknowledge close_notify.
             self.close_grace = 0.5
@@ -133,6 +165,7 @@ class SessionDriver:
                 await self.finish(quit_received=quit_received)
             finally:
                 await self.close()
+                self.on_end(result, time.monotonic() - started)
 
     async def _loop(self) -> bool:
         connection = self.connection
@@ -145,12 +178,15 @@ class SessionDriver:
                 return False
             elif isinstance(event, BadCommand):
                 await self._write(connection.send(event.reply))
+                self.on_command("INVALID")
             elif event is Signal.PAUSED:
                 # Only TLS_PENDING pauses with no command in flight, and _upgrade resolves it.
                 raise RuntimeError(f"session paused in state {connection.state}")
             else:
                 reply = await self.handle(event)
                 await self._write(connection.send(reply))
+                if not isinstance(event, SASL_CONTINUATIONS):
+                    self.on_command(type(event).__name__.upper())
                 self.timers.command_answered(connection.state)
                 if connection.state is State.CLOSED:
                     return True
@@ -158,6 +194,10 @@ class SessionDriver:
                     await self._upgrade()
                 if await self.hand_off():
                     return False
+
+    #: How a session that ended without QUIT and without error ended: the peer closed it, or
+    #: (a proxy) the relay ended it.
+    ended_without_quit = "disconnected"
 
     async def hand_off(self) -> bool:
         """After each reply: take the connection over (a proxy relays it); True when done."""
@@ -177,6 +217,7 @@ class SessionDriver:
 
     async def _write(self, data: bytes) -> None:
         self.writer.write(data)
+        self.on_sent(len(data))
         await self.writer.drain()
 
     async def close(self) -> None:

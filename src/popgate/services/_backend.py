@@ -44,6 +44,7 @@ from popgate.protocol import (
     capabilities,
 )
 from popgate.services._login import LoginSession
+from popgate.services._metrics import ServiceMetrics
 from popgate.store import (
     MailboxLocked,
     MailboxNotFound,
@@ -75,6 +76,7 @@ class BackendConfig:
     store: MailStore
     server: Server
     settings: PopSettings
+    metrics: ServiceMetrics
 
 
 class BackendSession(LoginSession):
@@ -103,6 +105,7 @@ class BackendSession(LoginSession):
         )
         self.config = config
         self.directory = config.directory
+        self.metrics = config.metrics
         self.direct_logins = settings.allow_direct_backend_login
         self.client_attributes: dict[str, str] = {}
         self.mailbox: Mailbox | None = None
@@ -155,6 +158,7 @@ class BackendSession(LoginSession):
                     content = await self._maildrop().read(info.uid)
                 except MessageGone:
                     return self._message_gone(number)
+                self.metrics.retrieved(len(content))
                 return MessageBody(
                     status=Ok(f"{info.size} octets"), content=content, crlf_form=True
                 )
@@ -166,6 +170,7 @@ class BackendSession(LoginSession):
                     content = await self._maildrop().read_top(info.uid, body_lines)
                 except MessageGone:
                     return self._message_gone(number)
+                self.metrics.retrieved(len(content))
                 return MessageBody(status=Ok(), content=content, crlf_form=True)
             case Dele(msg=number):
                 if self._message(number) is None:
@@ -227,6 +232,7 @@ class BackendSession(LoginSession):
             if not self.direct_logins:
                 return self._direct_logins_disabled()
             return await super().password_login(authcid, authzid, password)
+        self.login_mechanism = "PROXY"
         frontend = authcid.removeprefix(FRONTEND_PRINCIPAL_PREFIX)
         if not await self.directory.verify_proxy_secret(frontend, password):
             return await self.logon_failure(authcid, "bad proxy secret")
@@ -258,6 +264,7 @@ class BackendSession(LoginSession):
                 await store.create_mailbox(mailbox.guid)
                 maildrop = await store.open(mailbox.guid)
         except MailboxLocked:
+            self.metrics.lock_conflict()
             return Err("The mailbox is in use by another session.", ResponseCode.IN_USE)
         self.mailbox, self.maildrop = mailbox, maildrop
         self.connection.max_command_size = self.config.settings.max_command_size
@@ -271,6 +278,7 @@ class BackendSession(LoginSession):
     # -- TRANSACTION ---------------------------------------------------------------------
 
     def _message_gone(self, number: int) -> Err:
+        self.metrics.error("store")
         self.log.warning("session %s: message %d vanished from the store", self.session_id, number)
         return Err("The message was removed by another program.", ResponseCode.SYS_TEMP)
 
@@ -298,6 +306,7 @@ class BackendSession(LoginSession):
         doomed = [self.messages[n - 1].uid for n in sorted(self.deleted)]
         failed = await maildrop.commit(doomed)
         if failed:
+            self.metrics.error("store")
             self.log.warning("session %s: %d deletions failed", self.session_id, len(failed))
             return Err("Some deleted messages could not be removed.", ResponseCode.SYS_TEMP)
         return Ok(SIGN_OFF)

@@ -42,6 +42,7 @@ from popgate.protocol import (
 )
 from popgate.services._backend import FRONTEND_PRINCIPAL_PREFIX, SIGN_OFF
 from popgate.services._login import LOGON_FAILURE, LoginSession
+from popgate.services._metrics import ServiceMetrics
 from popgate.services._throttle import LoginThrottle
 
 __all__ = ["ConnectionLimits", "FrontendConfig", "FrontendSession"]
@@ -115,6 +116,7 @@ class FrontendConfig:
     proxy_secret: str
     limits: ConnectionLimits
     throttle: LoginThrottle
+    metrics: ServiceMetrics
 
 
 class FrontendSession(LoginSession):
@@ -140,6 +142,7 @@ class FrontendSession(LoginSession):
         )
         self.config = config
         self.directory = config.directory
+        self.metrics = config.metrics
         if not implicit_tls:
             self.tls_context = config.tls
         self.client_address = self.peer.rpartition(":")[0].strip("[]") or self.peer
@@ -276,6 +279,7 @@ class FrontendSession(LoginSession):
         try:
             reader, writer = await asyncio.wait_for(self._connect_backend(mailbox), BACKEND_TIMEOUT)
         except (OSError, TimeoutError, ssl.SSLError) as error:
+            self.metrics.error("proxy")
             self.log.warning(
                 "session %s: backend for %s unreachable: %r", self.session_id, mailbox.name, error
             )
@@ -285,6 +289,7 @@ class FrontendSession(LoginSession):
                 self._backend_login(reader, writer, mailbox), BACKEND_TIMEOUT
             )
         except (OSError, TimeoutError, ssl.SSLError, BackendProtocolError) as error:
+            self.metrics.error("proxy")
             self.log.warning("session %s: backend login failed: %r", self.session_id, error)
             reply = BACKEND_UNAVAILABLE
         if isinstance(reply, Ok):
@@ -366,6 +371,7 @@ class FrontendSession(LoginSession):
             backend_writer.write(pending)
         if eof:
             return True
+        self.ended_without_quit = "proxied"
         for writer in (backend_writer, self.writer):
             writer.transport.set_write_buffer_limits(high=RELAY_CHUNK)
         idle = self.config.settings.authenticated_connection_timeout.total_seconds()
@@ -390,6 +396,8 @@ class FrontendSession(LoginSession):
                     return
                 last_activity[0] = time.monotonic()
                 sink.write(data)
+                if sink is self.writer:
+                    self.on_sent(len(data))
                 await sink.drain()
 
         upstream = asyncio.ensure_future(pump(self.reader, backend_writer, watch_idle=True))

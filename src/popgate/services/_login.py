@@ -32,6 +32,7 @@ from popgate.protocol import (
     User,
     VerifyPassword,
 )
+from popgate.services._metrics import ServiceMetrics
 
 __all__ = ["LOGON_FAILURE", "LoginSession", "policy_refusal"]
 
@@ -66,10 +67,48 @@ class LoginSession(SessionDriver):
     """USER/PASS and AUTH (PLAIN, LOGIN, SCRAM-SHA-256) for a POP3 service."""
 
     directory: Directory
+    metrics: ServiceMetrics
     pending_user: str | None = None
     mechanism: SaslServer | None = None
     scram_mailbox: Mailbox | None = None
     sasl_user: str = ""
+    #: The mechanism of the login attempt under way (``USER`` for USER/PASS), for counting.
+    login_mechanism: str | None = None
+
+    # -- counters ------------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        """Count the session as open."""
+        self.metrics.session_started()
+
+    def on_command(self, verb: str) -> None:
+        """Count the command by verb."""
+        self.metrics.command(verb)
+
+    def on_sent(self, size: int) -> None:
+        """Count the bytes sent."""
+        self.metrics.sent(size)
+
+    def on_end(self, result: str, seconds: float) -> None:
+        """Count the session as ended; one that ended in an unexpected exception is an error."""
+        self.metrics.session_ended(result, seconds)
+        if result == "error":
+            self.metrics.error("internal")
+
+    def _count_login(self, reply: Reply) -> None:
+        """Count the attempt under way once ``reply`` settles it."""
+        if self.login_mechanism is None or isinstance(reply, Challenge):
+            return
+        if isinstance(reply, Ok):
+            result = "success"
+        elif isinstance(reply, Err) and reply.code is ResponseCode.AUTH:
+            result = "failure"
+        elif isinstance(reply, Err) and reply.code is ResponseCode.LOGIN_DELAY:
+            result = "locked_out"
+        else:
+            result = "refused"
+        self.metrics.login(self.login_mechanism, result)
+        self.login_mechanism = None
 
     def mechanisms(self) -> list[str]:
         """The SASL mechanisms allowed on this connection now, as CAPA lists them."""
@@ -112,6 +151,12 @@ class LoginSession(SessionDriver):
 
     async def handle_login(self, command: Command) -> Reply | None:
         """Answer USER, PASS, AUTH and SASL lines; None for any other command."""
+        reply = await self._login_reply(command)
+        if reply is not None:
+            self._count_login(reply)
+        return reply
+
+    async def _login_reply(self, command: Command) -> Reply | None:
         match command:
             case User(name=name):
                 if refusal := self.user_refusal():
@@ -120,6 +165,7 @@ class LoginSession(SessionDriver):
                 return Ok()
             case Pass(password=password):
                 user, self.pending_user = self.pending_user or "", None
+                self.login_mechanism = "USER"
                 return await self.password_login(user, "", password)
             case Auth(mechanism=name, initial_response=initial):
                 return await self._start_sasl(name, initial)
@@ -127,7 +173,7 @@ class LoginSession(SessionDriver):
                 assert self.mechanism is not None
                 return await self._sasl_step(self.mechanism.step(data))
             case SaslCancel():
-                self.mechanism = None
+                self.mechanism = self.login_mechanism = None
                 return Err("Authentication cancelled.")
         return None
 
@@ -138,6 +184,7 @@ class LoginSession(SessionDriver):
     async def _start_sasl(self, name: str, initial: bytes | None) -> Reply:
         if name not in self.mechanisms():
             return self.unsupported_mechanism(name)
+        self.login_mechanism = name
         mechanism: SaslServer
         if name == "PLAIN":
             mechanism = PlainServer()

@@ -22,6 +22,7 @@ from popgate.protocol import Err, ResponseCode, ServerConnection
 from popgate.services._backend import BackendConfig, BackendSession
 from popgate.services._catalog import BACKEND, ServiceInfo
 from popgate.services._frontend import ConnectionLimits, FrontendConfig, FrontendSession
+from popgate.services._metrics import ServiceMetrics, metrics_dir_of_environment, process_ended
 from popgate.services._notify import notify
 from popgate.services._throttle import LoginThrottle
 from popgate.store import MaildirStore
@@ -141,13 +142,14 @@ async def run_service(
             settings = await directory.apply_pop_settings(server.name)
         tls = _tls_context(home, settings)
         tracker = SessionTracker()
+        metrics = ServiceMetrics(service.name)
         workers: list[asyncio.subprocess.Process] = []
         if service is BACKEND:
-            started = await _start_backend(home, directory, server, settings, tls, tracker)
+            started = await _start_backend(home, directory, server, settings, tls, tracker, metrics)
         else:
             shared = settings.worker_processes > 1
             started = await _start_frontend(
-                home, directory, server, settings, tls, tracker, reuse_port=shared
+                home, directory, server, settings, tls, tracker, metrics, reuse_port=shared
             )
             if shared and not worker:
                 workers = await _start_workers(service, settings.worker_processes - 1)
@@ -198,6 +200,8 @@ async def _stop_workers(workers: list[asyncio.subprocess.Process]) -> None:
             await process.wait()
         if process.returncode not in (0, -signal.SIGTERM):
             logger.warning("worker %d ended with status %s", process.pid, process.returncode)
+        if (metrics_dir := metrics_dir_of_environment()) is not None:
+            process_ended(process.pid, metrics_dir)
 
 
 async def _start_backend(
@@ -207,13 +211,19 @@ async def _start_backend(
     settings: PopSettings,
     tls: ssl.SSLContext,
     tracker: SessionTracker,
+    metrics: ServiceMetrics,
 ) -> Started:
     config = BackendConfig(
-        directory=directory, store=MaildirStore(home.mail_root), server=server, settings=settings
+        directory=directory,
+        store=MaildirStore(home.mail_root),
+        server=server,
+        settings=settings,
+        metrics=metrics,
     )
 
     def accept(tls_active: bool) -> Connected:
         def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            metrics.connection()
             tracker.start(BackendSession(reader, writer, config, tls_active=tls_active).run())
 
         return connected
@@ -230,6 +240,7 @@ async def _start_frontend(
     settings: PopSettings,
     tls: ssl.SSLContext,
     tracker: SessionTracker,
+    metrics: ServiceMetrics,
     *,
     reuse_port: bool,
 ) -> Started:
@@ -262,6 +273,7 @@ async def _start_frontend(
             cap=settings.login_failure_max_delay.total_seconds(),
             lockout=settings.login_failure_lockout,
         ),
+        metrics=metrics,
     )
 
     def accept(implicit_tls: bool) -> Connected:
@@ -269,6 +281,7 @@ async def _start_frontend(
             peer = writer.get_extra_info("peername")
             address = str(peer[0]) if isinstance(peer, tuple) else "local"
             refused = config.limits.admit(address)
+            metrics.connection(refused=refused is not None)
             if refused is not None:
                 tracker.start(_refuse(writer, address, refused))
                 return
