@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 needed=()
 # chromium: the browser the admin center tests drive through Playwright.
-for tool in curl mpop fetchmail openssl chromium; do command -v "$tool" >/dev/null || needed+=("$tool"); done
+for tool in curl mpop fetchmail openssl chromium swaks postfix; do command -v "$tool" >/dev/null || needed+=("$tool"); done
 if [ ${#needed[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq

@@ -10,6 +10,8 @@ from pathlib import Path
 __all__ = ["Home", "HomeNotSetUpError", "default_home"]
 
 CONFIG_FILE = "popgate.json"
+#: Where MSExchangeDelivery listens for LMTP unless `popgate setup --lmtp` says otherwise.
+DEFAULT_LMTP_BINDING = "127.0.0.1:24"
 
 
 class HomeNotSetUpError(Exception):
@@ -92,6 +94,16 @@ class Home:
     def backend_socket(self) -> Path:
         """Unix socket of MSExchangePOP3BE, used by a front end on the same computer."""
         return self.run_dir / "pop3be.sock"
+
+    def lmtp_binding(self) -> str:
+        """Where MSExchangeDelivery takes LMTP over TCP: what ``popgate setup --lmtp`` stored,
+        else 127.0.0.1:24; the empty string for the Unix socket only."""
+        return self.read_config().get("lmtp", DEFAULT_LMTP_BINDING)
+
+    @property
+    def lmtp_socket(self) -> Path:
+        """Unix socket of MSExchangeDelivery, for the local MTA's LMTP client."""
+        return self.run_dir / "lmtp.sock"
 
     @property
     def metrics_dir(self) -> Path:

@@ -61,7 +61,8 @@ class Runner:
             await directory.close()
 
 
-async def _wipe_postgres(url: str) -> None:
+async def wipe_postgres(url: str) -> None:
+    """Drop every table popgate made in the PostgreSQL database at ``url``."""
     engine = create_async_engine(url)
     try:
         async with engine.begin() as connection:
@@ -77,7 +78,7 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'directory.db'}"
     else:
-        asyncio.run(_wipe_postgres(POSTGRES_URL))
+        asyncio.run(wipe_postgres(POSTGRES_URL))
         yield POSTGRES_URL
 
 

@@ -168,6 +168,14 @@ class Installation:
         """What the front end wrote to stderr."""
         return self._log("frontend.log")
 
+    def start_delivery(self) -> subprocess.Popen[bytes]:
+        """Start MSExchangeDelivery and wait until it takes LMTP on its port."""
+        return self._start("MSExchangeDelivery", "delivery.log", self.lmtp_port)
+
+    def delivery_log(self) -> str:
+        """What the delivery service wrote to stderr."""
+        return self._log("delivery.log")
+
     def stop_all(self) -> None:
         """Stop every service this installation started."""
         for process in self.processes:
@@ -185,6 +193,8 @@ class Installation:
         return self._log("backend.log")
 
     https_port: int = 0
+    #: MSExchangeDelivery's LMTP port (Automatic: it runs whenever the host does).
+    lmtp_port: int = 0
 
     def start_host(self) -> subprocess.Popen[bytes]:
         """Run ``popgate host`` (control API on its socket and on ``https_port``) until up."""
@@ -196,7 +206,18 @@ class Installation:
             )  # fmt: skip
         self.processes.append(process)
         wait_for_port(self.https_port, process, STARTUP_SECONDS)
+        self._settle()
         return process
+
+    def _settle(self) -> None:
+        """Wait until the host has finished starting its Automatic services (mail delivery),
+        as Windows has before anyone logs on: no service is StartPending any more."""
+        deadline = time.monotonic() + STARTUP_SECONDS
+        with HostClient.local(control_socket_path(self.layout)) as client:
+            while any(view["status"] == "StartPending" for view in client.services()):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"services still starting: {client.services()}")
+                time.sleep(0.05)
 
     def host_log(self) -> str:
         """What the host wrote to stderr (its own lines and its services')."""
@@ -233,7 +254,8 @@ def installed(root: Path) -> Iterator[Installation]:
     env["POPGATE_HOME"] = str(root / "popgate")
     env.pop("NOTIFY_SOCKET", None)
     inst = Installation(home=root / "popgate", env=env)
-    inst.popgate("setup")
+    inst.lmtp_port = free_port()
+    inst.popgate("setup", "--lmtp", f"127.0.0.1:{inst.lmtp_port}")
     inst.backend_port, inst.plain_port, inst.ssl_port = free_port(), free_port(), free_port()
     inst.https_port = free_port()
     inst.set(
@@ -248,6 +270,7 @@ def installed(root: Path) -> Iterator[Installation]:
         inst.stop_all()
         assert "Traceback" not in inst.backend_log(), inst.backend_log()
         assert "Traceback" not in inst.frontend_log(), inst.frontend_log()
+        assert "Traceback" not in inst.delivery_log(), inst.delivery_log()
         assert "Traceback" not in inst.host_log(), inst.host_log()
 
 

@@ -148,7 +148,9 @@ def test_mailboxes_cas_settings_role_groups_and_servers(installation: Installati
         alice = client.new_mailbox("alice", PASSWORD, "alice@contoso.com")
         assert set(alice) == {
             "name", "address", "guid", "pop_enabled", "server", "is_administrator", "created",
+            "prohibit_send_receive_quota",
         }  # fmt: skip
+        assert alice["prohibit_send_receive_quota"] == "unlimited"
         assert (alice["name"], alice["address"], alice["server"]) == (
             "alice",
             "alice@contoso.com",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import poplib
 import socket
 from pathlib import Path
@@ -73,11 +74,12 @@ def stored_uids(installation: Installation, name: str) -> list[str]:
 
 @pytest.fixture
 def services(installation: Installation, tmp_path: Path) -> Installation:
-    """Mailbox alice with the MESSAGES corpus, and both POP3 services running."""
+    """Mailbox alice with the MESSAGES corpus, both POP3 services and mail delivery running."""
     installation.add_mailbox("alice", PASSWORD)
     installation.import_messages("alice", MESSAGES, tmp_path / "eml")
     installation.start_backend()
     installation.start_frontend()
+    installation.start_delivery()
     return installation
 
 
@@ -198,12 +200,29 @@ def test_a_wrong_password_fails_the_logon(services: Installation) -> None:
 def test_a_stopped_front_end_is_connection_refused(installation: Installation) -> None:
     installation.add_mailbox("alice", PASSWORD)
     installation.start_backend()
+    installation.start_delivery()
     frontend = installation.start_frontend()
     frontend.terminate()
     frontend.wait(timeout=40)
     result = connectivity(installation, **alice(port=installation.ssl_port, **TRUST_ANY))
     assert_failure(result, "refused", "popgate net start MSExchangePOP3")
     assert stored_uids(installation, "alice") == []
+
+
+def test_without_mail_delivery_the_round_trip_fails_and_says_why(
+    installation: Installation,
+) -> None:
+    installation.add_mailbox("alice", PASSWORD)
+    installation.start_backend()
+    installation.start_frontend()
+    result = connectivity(installation, **alice(port=installation.ssl_port, **TRUST_ANY))
+    assert_failure(result, "MSExchangeDelivery", "popgate net start MSExchangeDelivery")
+    assert stored_uids(installation, "alice") == []
+    # The logon alone does not need it.
+    light = connectivity(
+        installation, **alice(port=installation.ssl_port, light_mode=True, **TRUST_ANY)
+    )
+    assert light.result == "Success", light.error
 
 
 def test_a_mailbox_in_use_fails_with_in_use(services: Installation) -> None:
@@ -349,3 +368,39 @@ def test_ipv6_only_and_specific_bindings(server: Server) -> None:
         str(ipaddress.ip_address("192.0.2.7")),
         1995,
     )
+
+
+def test_the_command_line_shares_the_test_and_exits_non_zero_on_failure(
+    services: Installation,
+) -> None:
+    created = services.popgate("setup", "--test-user").stdout
+    server = services.layout.server_name
+    assert f"Test mailbox for Test-PopConnectivity: extest_{server}" in created
+    passed = services.popgate("test-connectivity", "--trust-any-ssl-certificate")
+    assert passed.stdout.split()[:6] == [
+        "CasServer", "LocalSite", "Scenario", "Result", "Latency(MS)", "Error",
+    ]  # fmt: skip
+    assert "Test POP3 Connectivity" in passed.stdout
+    assert " Success " in passed.stdout
+    as_json = services.popgate(
+        "test-connectivity", "--connection-type", "tls", "--trust-any-ssl-certificate", "--json"
+    )
+    row = json.loads(as_json.stdout)
+    assert (row["Result"], row["Scenario"], row["Error"]) == (
+        "Success", "Test POP3 Connectivity", "",
+    )  # fmt: skip
+    assert row["Latency(MS)"] > 0
+    # LoginType SecureLogin refuses a password before TLS: a Failure, exit status 1.
+    failed = services.popgate(
+        "test-connectivity", "--connection-type", "Plaintext", "--json", check=False
+    )
+    assert failed.returncode == 1
+    assert json.loads(failed.stdout)["Result"] == "Failure"
+    # Any mailbox, with its password on standard input; LightMode leaves its mail alone.
+    before = stored_uids(services, "alice")
+    mine = services.popgate(
+        "test-connectivity", "--mailbox", "alice", "--password-stdin", "--light-mode",
+        "--trust-any-ssl-certificate", "--json", input_text=PASSWORD + "\n",
+    )  # fmt: skip
+    assert json.loads(mine.stdout)["Result"] == "Success"
+    assert stored_uids(services, "alice") == before

@@ -71,28 +71,30 @@ def newest_audit_of(
         time.sleep(0.05)
 
 
-def directory_call(installation: Installation, action: str, *args: object) -> None:
+def directory_call(installation: Installation, action: str, *args: object) -> object:
     """Call a Directory method on the installation's directory (test set-up only)."""
 
-    async def call() -> None:
+    async def call() -> object:
         directory = await Directory.connect(installation.layout.directory_url)
         try:
-            await getattr(directory, action)(*args)
+            return await getattr(directory, action)(*args)
         finally:
             await directory.close()
 
     # In a thread of its own: a test driving Playwright already has an event loop running.
     with concurrent.futures.ThreadPoolExecutor(1) as worker:
-        worker.submit(lambda: asyncio.run(call())).result()
+        return worker.submit(lambda: asyncio.run(call())).result()
 
 
 def test_net_messages_and_exit_codes(installation: Installation) -> None:
     installation.start_host()
-    # Nothing started yet: net start lists no services.
+    # No POP3 service started yet: net start lists only mail delivery (Automatic).
     listed = installation.net("start")
     assert listed.returncode == 0
     assert listed.stdout == (
-        "These Windows services are started:\n\n\nThe command completed successfully.\n\n"
+        "These Windows services are started:\n\n"
+        "   Microsoft Exchange Mailbox Transport Delivery\n\n"
+        "The command completed successfully.\n\n"
     )
     not_started = installation.net("stop", "msexchangepop3be")
     assert not_started.returncode == 2
@@ -113,7 +115,8 @@ def test_net_messages_and_exit_codes(installation: Installation) -> None:
     listed = installation.net("start")
     assert listed.stdout == (
         "These Windows services are started:\n\n"
-        "   Microsoft Exchange POP3 Backend\n\n"
+        "   Microsoft Exchange POP3 Backend\n"
+        "   Microsoft Exchange Mailbox Transport Delivery\n\n"
         "The command completed successfully.\n\n"
     )
     stopped = installation.net("stop", "MSExchangePOP3BE", "/y")
@@ -228,7 +231,13 @@ def test_https_logins_and_role_groups(installation: Installation) -> None:
         viewer = ("viewer", PASSWORD)
         listed = web.get(f"{base}/services", auth=viewer)
         assert listed.status_code == 200
-        assert {s["status"] for s in listed.json()} == {"Stopped"}
+        statuses = {s["name"]: s["status"] for s in listed.json()}
+        # Mail delivery is Automatic; the POP3 services wait for an administrator.
+        assert statuses == {
+            "MSExchangePOP3": "Stopped",
+            "MSExchangePOP3BE": "Stopped",
+            "MSExchangeDelivery": "Running",
+        }
         refused = web.post(f"{base}/services/MSExchangePOP3BE/start", auth=viewer)
         assert refused.status_code == 403
         assert refused.json()["error"] == {"code": 5, "message": "Access is denied."}
@@ -438,13 +447,19 @@ def test_popgate_up_starts_both_services_and_ctrl_c_stops_everything(
     )
     try:
         assert up.stdout is not None
-        lines = [up.stdout.readline() for _ in range(4)]
+        lines = [up.stdout.readline() for _ in range(6)]
         assert lines[0].startswith("popgate is up on ")
         assert lines[1].split() == ["MSExchangePOP3BE", "Microsoft", "Exchange", "POP3", "Backend",
                                     "Running"]  # fmt: skip
         assert lines[2].split() == ["MSExchangePOP3", "Microsoft", "Exchange", "POP3", "Running"]
-        assert f"127.0.0.1:{installation.plain_port} (STLS)" in lines[3]
-        assert f"127.0.0.1:{installation.ssl_port} (TLS)" in lines[3]
+        assert lines[3].split() == ["MSExchangeDelivery", "Microsoft", "Exchange", "Mailbox",
+                                    "Transport", "Delivery", "Running"]  # fmt: skip
+        assert lines[4].strip() == (
+            f"Mail in: LMTP on 127.0.0.1:{installation.lmtp_port} and "
+            f"{installation.layout.lmtp_socket}, or 'popgate deliver'"
+        )
+        assert f"127.0.0.1:{installation.plain_port} (STLS)" in lines[5]
+        assert f"127.0.0.1:{installation.ssl_port} (TLS)" in lines[5]
         rest = [up.stdout.readline() for _ in range(5)]
         base = f"https://127.0.0.1:{installation.https_port}/"
         assert rest[0].startswith(f"Admin center: {base}ecp/")
@@ -493,8 +508,11 @@ def test_status_watch_follows_the_services_until_ctrl_c(installation: Installati
     output, errors = watching.communicate(timeout=30)
     assert watching.returncode == 0, errors
     # Off a terminal the live view prints its last frame: the stop happened while watching.
-    last_frame = output.strip().splitlines()[-2:]
-    assert [row.split()[-2] for row in last_frame] == ["Stopped", "Stopped"]
+    last_rows = {
+        line.split()[0]: line.split() for line in output.splitlines() if line.startswith("MSEx")
+    }
+    assert last_rows["MSExchangePOP3"][-2] == last_rows["MSExchangePOP3BE"][-2] == "Stopped"
+    assert last_rows["MSExchangeDelivery"][-2] == "Running"
 
 
 def test_a_missing_certificate_keeps_the_front_end_stopped_with_the_reason(
@@ -542,6 +560,7 @@ def test_the_host_tells_systemd_when_it_is_ready_and_when_it_stops(
                 assert {s["name"] for s in client.services()} == {
                     "MSExchangePOP3",
                     "MSExchangePOP3BE",
+                    "MSExchangeDelivery",
                 }
             host.send_signal(signal.SIGTERM)
             assert systemd.recv(4096) == b"STOPPING=1"

@@ -13,6 +13,7 @@ from tests.e2e.conftest import Installation, insecure_client_context, screenshot
 from tests.e2e.test_backend import MESSAGES, PASSWORD, refusal
 from tests.e2e.test_control import directory_call, newest_audit_of
 from tests.e2e.test_ecp import administrator_password
+from tests.e2e.test_protocol_log import disconnected, logins, rows_of, wait_for_rows
 
 
 def audit_rows(page: Page) -> Locator:
@@ -114,6 +115,9 @@ def test_view_only_reads_the_audit_log_and_recipient_management_is_refused(
     expect(page.locator("#log-status")).to_have_text(
         "You can't read the host log: Access is denied."
     )
+    expect(page.locator("#protocol-status")).to_have_text(
+        "You can't read the protocol log: Access is denied."
+    )
     expect(audit_rows(page)).to_have_count(0)
     expect(page.locator("#charts-status")).to_have_text(
         "You can't read the counters: Access is denied."
@@ -149,7 +153,9 @@ def test_the_live_charts_follow_real_sessions(page: Page, installation: Installa
     open_monitoring(page, installation)
     live = page.locator("#live")
     expect(live).to_have_attribute("data-readings", re.compile(r"^[1-9]"))
-    expect(page.locator("#chart-legend li")).to_have_text(["MSExchangePOP3", "MSExchangePOP3BE"])
+    expect(page.locator("#chart-legend li")).to_have_text(
+        ["MSExchangePOP3", "MSExchangePOP3BE", "MSExchangeDelivery"]
+    )
     for chart in ("Current sessions", "Logins per second", "Failed logins per second",
                   "RETR bytes per second", "Errors per second"):  # fmt: skip
         expect(page.get_by_role("img", name=chart, exact=True)).to_be_visible()
@@ -165,7 +171,8 @@ def test_the_live_charts_follow_real_sessions(page: Page, installation: Installa
     assert retrieved > 0
 
     expect(page.locator("#chart-sessions-now")).to_have_text(
-        "MSExchangePOP3: 1 open · MSExchangePOP3BE: 1 open", timeout=15_000
+        "MSExchangePOP3: 1 open · MSExchangePOP3BE: 1 open · MSExchangeDelivery: 0 open",
+        timeout=15_000,
     )
     expect(counter_cell(page, "MSExchangePOP3", "logins")).to_have_text("1")
     expect(counter_cell(page, "MSExchangePOP3", "failed_logins")).to_have_text("1")
@@ -180,7 +187,8 @@ def test_the_live_charts_follow_real_sessions(page: Page, installation: Installa
 
     client.quit()
     expect(page.locator("#chart-sessions-now")).to_have_text(
-        "MSExchangePOP3: 0 open · MSExchangePOP3BE: 0 open", timeout=15_000
+        "MSExchangePOP3: 0 open · MSExchangePOP3BE: 0 open · MSExchangeDelivery: 0 open",
+        timeout=15_000,
     )
     expect(counter_cell(page, "MSExchangePOP3BE", "sessions")).to_have_text("1")
 
@@ -193,3 +201,80 @@ def test_the_live_charts_follow_real_sessions(page: Page, installation: Installa
     expect(live).to_have_attribute("data-readings", paused_at or "")
     page.get_by_role("button", name="Resume").click()
     expect(live).not_to_have_attribute("data-readings", paused_at or "")
+
+
+def protocol_rows(page: Page) -> Locator:
+    """The body rows of the protocol log table."""
+    return page.get_by_role("table", name="Protocol log rows, newest last").locator("tbody tr")
+
+
+def show_protocol_log(page: Page) -> None:
+    """Read the protocol log with the filter as it is."""
+    page.get_by_role("button", name="Show", exact=True).click()
+
+
+def test_the_protocol_log_viewer_follows_one_session(
+    page: Page, installation: Installation
+) -> None:
+    installation.add_mailbox("alice", PASSWORD)
+    installation.add_mailbox("bob", PASSWORD)
+    installation.import_messages("alice", MESSAGES, installation.home / "eml")
+    installation.start_host()
+    sign_in(page, installation, "Administrator", administrator_password(installation))
+    open_monitoring(page, installation)
+    expect(page.locator("#protocol-status")).to_have_text(
+        "Protocol logging is off: Set-PopSettings -ProtocolLogEnabled $true, then restart the "
+        "POP3 services."
+    )
+    expect(protocol_rows(page)).to_have_count(0)
+
+    installation.set("ProtocolLogEnabled", "$true")
+    for name in ("MSExchangePOP3BE", "MSExchangePOP3"):
+        assert installation.net("start", name).returncode == 0
+    for user in ("alice", "bob"):
+        client = poplib.POP3("127.0.0.1", installation.plain_port, timeout=30)
+        client.stls(insecure_client_context())
+        client.user(user)
+        client.pass_(PASSWORD)
+        client.stat()
+        if user == "alice":
+            client.retr(1)
+        client.quit()
+    folder = installation.layout.log_dir / "pop3"
+    alice, bob = logins(wait_for_rows(folder, "POP3", lambda rows: len(logins(rows)) >= 2))
+    wait_for_rows(folder, "POP3BE", disconnected(bob))
+
+    show_protocol_log(page)
+    expect(protocol_rows(page).filter(has_text="Msg=disconnect;R=proxied")).to_have_count(2)
+    expect(page.locator("#protocol-status")).to_contain_text("newest last")
+    screenshot(page, "monitoring-protocol-log")
+
+    # One session: the front end's rows up to the login ...
+    page.get_by_label("Session ID", exact=True).fill(alice)
+    show_protocol_log(page)
+    front = [r for r in rows_of(folder, "POP3") if r["sessionId"] == alice]
+    expect(protocol_rows(page)).to_have_count(len(front))
+    expect(protocol_rows(page).locator("td:nth-child(6)")).to_have_text(
+        [r["command"] for r in front]
+    )
+    expect(page.locator(f'#protocol-log tbody tr:not([data-session="{alice}"])')).to_have_count(0)
+    # ... and the backend's, from XCLIENT to QUIT, under the same id.
+    page.get_by_label("Service", exact=True).select_option("MSExchangePOP3BE")
+    expect(protocol_rows(page).locator("td:nth-child(6)")).to_have_text(
+        ["", "xclient", "auth", "stat", "retr", "quit", ""]
+    )
+    expect(protocol_rows(page).filter(has_text="PLAIN *****")).to_have_count(1)
+    expect(page.get_by_text(PASSWORD)).to_have_count(0)
+    screenshot(page, "monitoring-protocol-log-one-session")
+
+    # By mailbox: bob's backend session alone; a session id button narrows to it again.
+    page.get_by_role("button", name="Reset", exact=True).click()
+    page.get_by_label("Service", exact=True).select_option("MSExchangePOP3BE")
+    page.get_by_label("Mailbox", exact=True).fill("BOB")
+    show_protocol_log(page)
+    expect(protocol_rows(page)).to_have_count(6)
+    expect(page.locator(f'#protocol-log tbody tr:not([data-session="{bob}"])')).to_have_count(0)
+    page.get_by_label("Mailbox", exact=True).fill("")
+    page.get_by_role("button", name=f"Only session {bob}").first.click()
+    expect(page.get_by_label("Session ID", exact=True)).to_have_value(bob)
+    expect(protocol_rows(page)).to_have_count(6)

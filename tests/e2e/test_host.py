@@ -48,7 +48,7 @@ def test_both_services_install_as_manual_and_disabled_refuses_to_start(
             "MSExchangePOP3": StartupType.MANUAL,
             "MSExchangePOP3BE": StartupType.MANUAL,
         }
-        await host.start_automatic()  # nothing is Automatic: nothing starts
+        assert host.start_automatic() == []  # nothing is Automatic: nothing starts
         assert {p.state for p in host.processes.values()} == {ServiceState.STOPPED}
         host.set_startup_type("MSExchangePOP3BE", StartupType.DISABLED)
         with pytest.raises(ServiceControlError) as refused:

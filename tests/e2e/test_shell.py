@@ -109,7 +109,8 @@ def test_pipelines_restart_filter_and_format(installation: Installation) -> None
     running = shell(
         installation, "Get-Service | Where-Object { $_.Status -eq 'Running' } | ft Name"
     )
-    assert running == "\nName\n----\nMSExchangePOP3BE\n\n"
+    # Mail delivery (Automatic) runs too; Get-Service sorts by name.
+    assert running == "\nName\n----\nMSExchangeDelivery\nMSExchangePOP3BE\n\n"
     passed = shell(installation, "Start-Service MSExchangePOP3 -PassThru | fl Name,Status")
     assert passed == "\nName   : MSExchangePOP3\nStatus : Running\n\n"
     started = shell(installation, "Net Start")

@@ -23,6 +23,8 @@ from popgate.cli._common import (
     error_console,
     run,
 )
+from popgate.cli._connectivity import add_test_connectivity_command, create_test_user
+from popgate.cli._deliver import add_deliver_command
 from popgate.cli._host import (
     add_host_commands,
     add_service_set,
@@ -36,13 +38,16 @@ from popgate.directory import (
     PopSettings,
     Role,
     format_setting,
+    format_size,
     parse_bool,
+    parse_size,
     validate_domain,
 )
 from popgate.home import Home, HomeNotSetUpError
 from popgate.host._common import HostError
 from popgate.net import TlsConfigError, server_context
 from popgate.services import find_service
+from popgate.services._logformat import LOG_FORMATS, configured_log_format, stderr_handler
 from popgate.services._runner import ServiceStartError, run_service
 from popgate.store import (
     MaildirStore,
@@ -108,10 +113,20 @@ def cmd_setup(args: argparse.Namespace) -> int:
     roles = _parse_roles(args.roles) if args.roles else None
     home = Home.locate()
     result = run(run_setup(home, roles=roles))
+    if args.log_format is not None:
+        home.write_config({**home.read_config(), "log_format": args.log_format})
+        console.print(f"  Log format: {args.log_format}", highlight=False)
     if args.https is not None:
         # The admin center stays on loopback until an administrator opens it up here.
         home.write_config({**home.read_config(), "admin_https": args.https})
         console.print(f"  Control API and admin center: {args.https or 'off'}", highlight=False)
+    if args.test_user:
+        name = run(create_test_user(home))
+        console.print(f"  Test mailbox for Test-PopConnectivity: {name}", highlight=False)
+    if args.lmtp is not None:
+        home.write_config({**home.read_config(), "lmtp": args.lmtp})
+        where = f"{args.lmtp} and {home.lmtp_socket}" if args.lmtp else str(home.lmtp_socket)
+        console.print(f"  LMTP (MSExchangeDelivery): {where}", highlight=False)
     verb = "Set up" if result.created else "Already set up:"
     console.print(f"{verb} popgate in {result.home.root}")
     console.print(
@@ -222,16 +237,25 @@ def cmd_mailbox_set_password(args: argparse.Namespace) -> int:
 
 
 def cmd_mailbox_set(args: argparse.Namespace) -> int:
-    """Change a mailbox's settings (Set-CASMailbox)."""
-    if args.pop_enabled is None:
-        raise CommandError("nothing to change; give --pop-enabled $true|$false")
-    enabled = parse_bool(args.pop_enabled, "PopEnabled")
+    """Change a mailbox's settings (Set-CASMailbox -PopEnabled, Set-Mailbox quota)."""
+    if args.pop_enabled is None and args.quota is None:
+        raise CommandError(
+            "nothing to change; give --pop-enabled $true|$false or --quota SIZE|unlimited"
+        )
+    enabled = None if args.pop_enabled is None else parse_bool(args.pop_enabled, "PopEnabled")
+    quota = None if args.quota is None else parse_size("ProhibitSendReceiveQuota", args.quota)
 
     async def change(directory: Directory) -> None:
-        await directory.set_pop_enabled(args.name, enabled)
+        if enabled is not None:
+            await directory.set_pop_enabled(args.name, enabled)
+        if args.quota is not None:
+            await directory.set_quota(args.name, quota)
 
     run(_with_directory(Home.locate(), change))
-    console.print(f"PopEnabled is now {enabled} for {args.name}")
+    if enabled is not None:
+        console.print(f"PopEnabled is now {enabled} for {args.name}")
+    if args.quota is not None:
+        console.print(f"ProhibitSendReceiveQuota is now {format_size(quota)} for {args.name}")
     return 0
 
 
@@ -348,12 +372,11 @@ def cmd_service_run(args: argparse.Namespace) -> int:
     service = find_service(args.name)
     if service is None:
         raise CommandError("The service name is invalid.")
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    run(run_service(Home.locate(), service, worker=args.worker))
+    home = Home.locate()
+    text = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    handler = stderr_handler(configured_log_format(home), text)
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    run(run_service(home, service, worker=args.worker))
     return 0
 
 
@@ -374,6 +397,25 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ADDRESS:PORT",
         help="where the host serves its control API and admin center (default "
         "127.0.0.1:8443, loopback only; 'off' for none)",
+    )
+    setup.add_argument(
+        "--test-user",
+        action="store_true",
+        help="create the test mailbox extest_<server> that 'popgate test-connectivity' logs "
+        "on as (New-TestCasConnectivityUser)",
+    )
+    setup.add_argument(
+        "--lmtp",
+        type=https_option,
+        metavar="ADDRESS:PORT",
+        help="where MSExchangeDelivery takes mail by LMTP besides its Unix socket (default "
+        "127.0.0.1:24; 'off' for the Unix socket only)",
+    )
+    setup.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        help="how services and the host write their logs: text (default) or json, one "
+        "object per line (POPGATE_LOG_FORMAT overrides it)",
     )
     setup.set_defaults(handler=cmd_setup)
 
@@ -402,6 +444,12 @@ def build_parser() -> argparse.ArgumentParser:
     set_mailbox = mailbox_commands.add_parser("set", help="change a mailbox (Set-CASMailbox)")
     set_mailbox.add_argument("name")
     set_mailbox.add_argument("--pop-enabled", metavar="BOOL", help="$true or $false")
+    set_mailbox.add_argument(
+        "--quota",
+        metavar="SIZE",
+        help="ProhibitSendReceiveQuota: the most the mailbox may hold, such as 500MB, or "
+        "unlimited; delivery refuses a message that would go past it",
+    )
     set_mailbox.set_defaults(handler=cmd_mailbox_set)
     imp = mailbox_commands.add_parser("import", help="import messages")
     imp.add_argument("name")
@@ -452,6 +500,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_service_set(service_commands)
     add_host_commands(commands)
     add_shell_command(commands)
+    add_deliver_command(commands)
+    add_test_connectivity_command(commands)
     return parser
 
 

@@ -8,7 +8,15 @@ from typing import TypeVar
 
 from rich.console import Console
 
-__all__ = ["RUNTIME_ERROR", "USAGE_ERROR", "CommandError", "console", "error_console", "run"]
+__all__ = [
+    "RUNTIME_ERROR",
+    "USAGE_ERROR",
+    "CommandError",
+    "console",
+    "error_console",
+    "run",
+    "table_console",
+]
 
 #: Exit status for a command the user got wrong, as argparse uses.
 USAGE_ERROR = 2
@@ -39,3 +47,13 @@ def run(coroutine: Awaitable[T]) -> T:
         return uvloop.run(wrapper())
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         return asyncio.run(wrapper())
+
+
+#: Columns of a table printed to something that is not a terminal.
+PIPED_WIDTH = 200
+
+
+def table_console() -> Console:
+    """Where to print a table: the terminal, or (piped to a script) a console wide enough
+    that every row stays on one line."""
+    return console if console.is_terminal else Console(width=PIPED_WIDTH)

@@ -17,7 +17,14 @@ from rich.live import Live
 from rich.table import Table
 
 from popgate._setup import run_setup
-from popgate.cli._common import RUNTIME_ERROR, USAGE_ERROR, CommandError, console, run
+from popgate.cli._common import (
+    RUNTIME_ERROR,
+    USAGE_ERROR,
+    CommandError,
+    console,
+    run,
+    table_console,
+)
 from popgate.home import Home, HomeNotSetUpError
 from popgate.host import ServiceControlError, ServiceState
 from popgate.host._client import HostClient, HostControlError, HostNotRunningError, ServiceView
@@ -29,7 +36,8 @@ from popgate.host._common import (
 )
 from popgate.host._netcmd import NetUsageError, run_net
 from popgate.host._recovery import RecoveryAction
-from popgate.services import BACKEND, FRONTEND
+from popgate.services import BACKEND, DELIVERY, FRONTEND
+from popgate.services._logformat import configured_log_format, stderr_handler
 
 if TYPE_CHECKING:
     from popgate.host._daemon import RunningHost
@@ -82,9 +90,9 @@ def _https_binding(home: Home, given: str | None) -> str | None:
 
 
 def _log_to_stderr(level: int) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    log_format = configured_log_format(Home.locate())
+    handler = stderr_handler(log_format, "%(asctime)s %(levelname)s %(message)s")
     handler.setLevel(level)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logging.getLogger("popgate").addHandler(handler)
 
 
@@ -137,6 +145,15 @@ def cmd_up(args: argparse.Namespace) -> int:
             lines.append(f"  {service.name:<18} {service.display_name:<33} {state}")
             if process.last_error:
                 lines.append(f"    could not start: {process.last_error}")
+        if (delivery := running.host.processes.get(DELIVERY.name)) is not None:
+            # Automatic: the host has started it already.
+            state = delivery.current_state().label
+            lines.append(f"  {DELIVERY.name:<18} {DELIVERY.display_name:<33} {state}")
+            if delivery.last_error:
+                lines.append(f"    could not start: {delivery.last_error}")
+            binding = home.lmtp_binding()
+            tcp = f"{binding} and " if binding else ""
+            lines.append(f"Mail in: LMTP on {tcp}{home.lmtp_socket}, or 'popgate deliver'")
         if FRONTEND.name in running.host.processes:
             plain = ", ".join(settings.unencrypted_or_tls_bindings)
             implicit = ", ".join(settings.ssl_bindings)
@@ -180,7 +197,8 @@ def _status_table(services: list[ServiceView]) -> Table:
     """Task Manager's Services tab: Name, PID, Description, Status, Group."""
     table = Table(box=None, pad_edge=False, show_edge=False)
     for column in ("Name", "PID", "Description", "Status", "Group"):
-        table.add_column(column, no_wrap=True)
+        # A narrow terminal folds the description, never a name or a state.
+        table.add_column(column, no_wrap=column != "Description")
     for service in services:
         pid = str(service["pid"]) if service["pid"] else ""
         table.add_row(
@@ -205,7 +223,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     with _local_host() as client:
         try:
             if not args.watch:
-                console.print(_status_view(client), highlight=False)
+                # Piped to a script, every row stays on one line, however long.
+                table_console().print(_status_view(client), highlight=False)
                 return 0
             with Live(_status_view(client), console=console, auto_refresh=False) as live:
                 try:

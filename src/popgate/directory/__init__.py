@@ -21,8 +21,10 @@ from ._settings import (
     RollOver,
     SortOrder,
     format_setting,
+    format_size,
     parse_bool,
     parse_setting,
+    parse_size,
 )
 
 __all__ = [
@@ -48,8 +50,10 @@ __all__ = [
     "Server",
     "SortOrder",
     "format_setting",
+    "format_size",
     "parse_bool",
     "parse_setting",
+    "parse_size",
     "validate_address",
     "validate_domain",
     "validate_mailbox_name",

@@ -28,7 +28,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
 from popgate.protocol._scram_keys import ScramCredentials
 
-from . import _migrate, _passwords
+from . import _migrate, _passwords, _transfer
 from ._errors import AlreadyExists, DirectoryError, InvalidName, InvalidSetting, NotFound
 from ._model import AuditEntry, Mailbox, Role, RoleGroup, Server
 from ._names import (
@@ -69,6 +69,7 @@ _MAILBOX_COLUMNS: Final = (
     mailboxes.c.server_name,
     mailboxes.c.is_administrator,
     mailboxes.c.created,
+    mailboxes.c.prohibit_send_receive_quota,
 )
 
 
@@ -107,6 +108,7 @@ def _to_mailbox(row: Row[*tuple[Any, ...]]) -> Mailbox:
         server=row.server_name,
         is_administrator=row.is_administrator,
         created=row.created,
+        prohibit_send_receive_quota=row.prohibit_send_receive_quota,
     )
 
 
@@ -223,6 +225,14 @@ class Directory:
         async with self._engine.connect() as connection:
             current = await connection.run_sync(_migrate.current_revision)
         return current != _migrate.head_revision()
+
+    async def copy_to(self, target: Directory) -> dict[str, int]:
+        """Copy every row into ``target`` (empty, at the newest schema); the counts by table.
+
+        ``popgate directory migrate``: a single computer's SQLite directory moves to the
+        PostgreSQL database an organization shares.
+        """
+        return await _transfer.copy_rows(self._engine, target._engine)
 
     async def close(self) -> None:
         """Close every pooled connection."""
@@ -368,6 +378,12 @@ class Directory:
     async def set_pop_enabled(self, name: str, enabled: bool) -> None:
         """Set-CASMailbox -PopEnabled: allow or block POP3 for the mailbox."""
         await self._update_mailbox(name, {"pop_enabled": enabled})
+
+    async def set_quota(self, name: str, quota: int | None) -> None:
+        """Set-Mailbox -ProhibitSendReceiveQuota: bytes, or None for Unlimited."""
+        if quota is not None and quota < 0:
+            raise InvalidSetting("ProhibitSendReceiveQuota cannot be negative.")
+        await self._update_mailbox(name, {"prohibit_send_receive_quota": quota})
 
     async def get_cas_settings(self, name: str) -> CasMailboxSettings:
         """Get-CASMailbox: the mailbox's POP3 settings; raises :class:`NotFound`."""

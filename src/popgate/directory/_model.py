@@ -44,6 +44,9 @@ class Mailbox:
     #: Exchange refuses POP3 logons to the Administrator mailbox; the backend enforces this.
     is_administrator: bool
     created: datetime
+    #: Set-Mailbox -ProhibitSendReceiveQuota: bytes the mailbox may hold; None is Unlimited.
+    #: Delivery refuses a message that would take the mailbox past it.
+    prohibit_send_receive_quota: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -98,6 +98,8 @@ mailboxes = sa.Table(
     # JSON text of CasMailboxSettings.to_json() without pop_enabled (the column above): only
     # the values that differ from the defaults; NULL when none do.
     sa.Column("cas_settings", sa.Text(), nullable=True),
+    # Set-Mailbox -ProhibitSendReceiveQuota in bytes; NULL is Unlimited.
+    sa.Column("prohibit_send_receive_quota", sa.BigInteger(), nullable=True),
 )
 
 role_group_members = sa.Table(

@@ -446,18 +446,34 @@ def _parse_text(spec: _Spec, text: str) -> object:
                 return ()
             return tuple(item.strip() for item in stripped.split(",") if item.strip())
         case _Kind.SIZE:
-            if lowered == "unlimited":
-                return None
-            match_ = _SIZE.fullmatch(stripped)
-            if match_ is None:
-                raise InvalidSetting(
-                    f"{spec.exchange} must be a size such as 0, 2MB, 512KB or unlimited; "
-                    f"got {text!r}."
-                )
-            return int(match_["n"]) * _UNITS[(match_["unit"] or "b").lower()]
+            return parse_size(spec.exchange, stripped)
         case _Kind.TEXT:
             return text
     raise AssertionError(spec.kind)  # pragma: no cover - every kind is handled above
+
+
+def parse_size(name: str, text: str) -> int | None:
+    """A ByteQuantifiedSize as administrators type it (``0``, ``512KB``, ``2 MB``) in bytes;
+    None for ``unlimited``. ``name`` is the setting's name, for the error message."""
+    stripped = text.strip()
+    if stripped.lower() == "unlimited":
+        return None
+    match_ = _SIZE.fullmatch(stripped)
+    if match_ is None:
+        raise InvalidSetting(
+            f"{name} must be a size such as 0, 2MB, 512KB or unlimited; got {text!r}."
+        )
+    return int(match_["n"]) * _UNITS[(match_["unit"] or "b").lower()]
+
+
+def format_size(size: int | None) -> str:
+    """A size as :func:`parse_size` reads it back, in the largest exact unit."""
+    if size is None:
+        return "unlimited"
+    for unit in ("TB", "GB", "MB", "KB"):
+        if size and size % _UNITS[unit.lower()] == 0:
+            return f"{size // _UNITS[unit.lower()]}{unit}"
+    return f"{size}B"
 
 
 def _parse_enum(spec: _Spec, text: str) -> Enum:

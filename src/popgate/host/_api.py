@@ -754,6 +754,7 @@ def create_app(context: ControlContext) -> FastAPI:
     # They build on this module's helpers.
     from popgate.host._api_admin import admin_router
     from popgate.host._api_metrics import metrics_router
+    from popgate.host._api_protocol_log import protocol_log_router
 
     # Every management endpoint logs in, checks role groups and validates its input; the
     # refusals particular to some (404, 409) are documented on those endpoints.
@@ -761,6 +762,7 @@ def create_app(context: ControlContext) -> FastAPI:
         admin_router(context), tags=["management"], responses=error_responses(*READ_ERRORS)
     )
     app.include_router(metrics_router(context))
+    app.include_router(protocol_log_router(context))
     return app
 
 

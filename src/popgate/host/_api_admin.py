@@ -36,6 +36,8 @@ from popgate.directory import (
     PopSettings,
     RoleGroup,
     format_setting,
+    format_size,
+    parse_size,
 )
 from popgate.host._api import (
     CONTROL_GROUPS,
@@ -155,6 +157,8 @@ class MailboxView(BaseModel):
     server: str | None
     is_administrator: bool
     created: datetime.datetime
+    #: ProhibitSendReceiveQuota: ``unlimited`` or a size such as ``500MB``.
+    prohibit_send_receive_quota: str
 
 
 class NewMailbox(BaseModel):
@@ -170,6 +174,12 @@ class PasswordChange(BaseModel):
     """Set-Mailbox -Password."""
 
     password: SecretStr
+
+
+class QuotaChange(BaseModel):
+    """Set-Mailbox -ProhibitSendReceiveQuota: a size such as ``500MB``, or ``unlimited``."""
+
+    prohibit_send_receive_quota: str = Field(max_length=64)
 
 
 class ImportedFile(BaseModel):
@@ -214,6 +224,7 @@ def _mailbox_view(mailbox: Mailbox) -> MailboxView:
         server=mailbox.server,
         is_administrator=mailbox.is_administrator,
         created=mailbox.created,
+        prohibit_send_receive_quota=format_size(mailbox.prohibit_send_receive_quota),
     )
 
 
@@ -582,6 +593,24 @@ def admin_router(context: ControlContext) -> APIRouter:
         mailbox = await changing(
             caller, RECIPIENT_CHANGE, "Set-Mailbox", identity, NOT_RECORDED, change
         )
+        return _mailbox_view(mailbox)
+
+    @router.put("/mailboxes/{identity}/quota", responses=error_responses(404))
+    async def set_mailbox_quota(identity: str, body: QuotaChange, caller: CallerDep) -> MailboxView:
+        """Set-Mailbox -ProhibitSendReceiveQuota: mail delivery refuses (552 5.2.2) a message
+        that would take the mailbox past it."""
+        try:
+            quota = parse_size("ProhibitSendReceiveQuota", body.prohibit_send_receive_quota)
+        except InvalidSetting as error:
+            raise ApiError(422, ERROR_INVALID_PARAMETER, str(error)) from None
+        detail = f"ProhibitSendReceiveQuota={format_size(quota)}"
+
+        async def change() -> Mailbox:
+            mailbox = await mailbox_of(identity)
+            await directory.set_quota(mailbox.name, quota)
+            return await mailbox_of(mailbox.name)
+
+        mailbox = await changing(caller, RECIPIENT_CHANGE, "Set-Mailbox", identity, detail, change)
         return _mailbox_view(mailbox)
 
     @router.get("/mailboxes/{identity}/cas", responses=error_responses(404))

@@ -233,6 +233,12 @@ class HostClient:
         path = f"/mailboxes/{_segment(identity)}/password"
         return cast("View", self._call("PUT", path, body={"password": password}))
 
+    def set_mailbox_quota(self, identity: str, quota: str) -> View:
+        """Set-Mailbox -ProhibitSendReceiveQuota (``500MB`` or ``unlimited``)."""
+        path = f"/mailboxes/{_segment(identity)}/quota"
+        body = {"prohibit_send_receive_quota": quota}
+        return cast("View", self._call("PUT", path, body=body))
+
     def cas_mailbox(self, identity: str) -> View:
         """Get-CASMailbox: ``name``, ``address`` and the Pop* settings under Exchange's names."""
         return cast("View", self._call("GET", f"/mailboxes/{_segment(identity)}/cas"))

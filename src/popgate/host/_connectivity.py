@@ -1,10 +1,11 @@
 """Test-PopConnectivity: log on to a Client Access server's POP3 front end as a mailbox.
 
 Modelled on Exchange 2013's cmdlet (exchange-pop3.md section 5). The default mode is a
-real round trip: a test message is put into the mailbox through the store, found over POP3
-(UIDL, then TOP 0 to check its headers), deleted with DELE and QUIT, and the store is then
-checked to no longer hold it. ``light_mode`` stops after the logon. Without a credential the
-test account ``extest_<server>`` is used, created on first use (New-TestCasConnectivityUser).
+real round trip: a test message is delivered to the mailbox through MSExchangeDelivery
+(LMTP), found over POP3 (UIDL, then TOP 0 to check its headers), deleted with DELE and QUIT,
+and the store is then checked to no longer hold it. ``light_mode`` stops after the logon.
+Without a credential the test account ``extest_<server>`` is used, created on first use or
+by :func:`new_test_user` (New-TestCasConnectivityUser).
 
 The POP3 conversation runs on asyncio streams and the sans-IO :class:`ClientConnection`, so
 that the ``timeout`` of the whole test can cancel it at any point without a stray thread.
@@ -19,6 +20,7 @@ import asyncio
 import contextlib
 import ipaddress
 import secrets
+import smtplib
 import ssl
 import time
 import uuid
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from email.utils import formatdate
 from enum import StrEnum
+from pathlib import Path
 from typing import Final, TypeAlias, TypeVar
 
 from popgate._setup import write_secret
@@ -67,6 +70,7 @@ __all__ = [
     "TEST_ID_HEADER",
     "ConnectionType",
     "ConnectivityResult",
+    "new_test_user",
     "test_pop_connectivity",
 ]
 
@@ -78,6 +82,8 @@ TEST_ID_HEADER: Final = "X-Popgate-Test-Id"
 #: Exchange's ranges for -PerConnectionTimeout and -Timeout, in seconds.
 MAX_PER_CONNECTION_TIMEOUT: Final = 120
 MAX_TIMEOUT: Final = 3600
+#: Seconds for each step of the LMTP delivery of the test message.
+LMTP_TIMEOUT: Final = 30.0
 #: How long to wait for the maildrop lock when the store is checked after the session.
 LOCK_WAIT_SECONDS: Final = 5.0
 _READ_CHUNK: Final = 65536
@@ -306,7 +312,7 @@ async def _run(
             f"The mailbox {mailbox.name} was in use by another session when the test began, "
             "so no test message was put into it; run the test again."
         )
-    message = await _put_test_message(store, mailbox.guid, _fqdn(home))
+    message = await _put_test_message(home, mailbox, _fqdn(home))
     try:
         await conversation.run(progress, logon, message)
     except _TestError as failed:
@@ -387,6 +393,16 @@ def _fqdn(home: Home) -> str:
 # --- the test account ---------------------------------------------------------------------
 
 
+async def new_test_user(home: Home, directory: Directory, *, reset: bool = False) -> Mailbox:
+    """New-TestCasConnectivityUser: create (or, with ``reset``, give a new password to) the
+    test mailbox ``extest_<server>``; its password stays in the secrets folder."""
+    try:
+        mailbox, _ = await _test_account(home, directory, reset=reset)
+    except _TestError as problem:
+        raise DirectoryError(str(problem)) from None
+    return mailbox
+
+
 async def _test_account(home: Home, directory: Directory, *, reset: bool) -> tuple[Mailbox, str]:
     """The ``extest_<server>`` mailbox and its password, created or reset as needed."""
     local_name = home.server_name
@@ -446,22 +462,48 @@ async def _mailbox_server(directory: Directory, local_name: str) -> str:
 # --- the test message ---------------------------------------------------------------------
 
 
-async def _put_test_message(store: MaildirStore, guid: uuid.UUID, fqdn: str) -> _TestMessage:
-    """Deliver a uniquely marked message, as ``popgate mailbox import`` does."""
+async def _put_test_message(home: Home, mailbox: Mailbox, fqdn: str) -> _TestMessage:
+    """Send a uniquely marked message to the mailbox through MSExchangeDelivery (LMTP on its
+    Unix socket), the way mail arrives; its reply names the message's UID."""
     test_id = uuid.uuid4().hex
     message_id = f"<popgate-test.{test_id}@{fqdn}>"
     content = (
         f"From: Test-PopConnectivity <postmaster@{fqdn}>\r\n"
+        f"To: <{mailbox.address}>\r\n"
         f"Subject: {SCENARIO}\r\n"
         f"Date: {formatdate(localtime=True)}\r\n"
         f"Message-ID: {message_id}\r\n"
         f"{TEST_ID_HEADER}: {test_id}\r\n"
         "\r\n"
-        "This message was put here by Test-PopConnectivity and is deleted by it.\r\n"
+        "This message was delivered by Test-PopConnectivity and is deleted by it.\r\n"
     ).encode("ascii")
-    await store.create_mailbox(guid)
-    uid = await store.deliver(guid, content)
-    return _TestMessage(guid=guid, uid=uid, test_id=test_id, message_id=message_id)
+    sender = f"postmaster@{fqdn}"
+    try:
+        code, reply = await asyncio.to_thread(
+            _lmtp_send, home.lmtp_socket, sender, mailbox.address, content
+        )
+    except (OSError, smtplib.SMTPException) as error:
+        raise _TestError(
+            f"The test message could not be delivered: MSExchangeDelivery did not take it "
+            f"over LMTP at {home.lmtp_socket} ({error}); check that it is Running "
+            "('popgate net start MSExchangeDelivery')."
+        ) from None
+    text = reply.decode("utf-8", "replace")
+    uid = text.rpartition(" Saved as ")[2].strip() if code == 250 else ""
+    if not uid:
+        raise _TestError(f"MSExchangeDelivery refused the test message: {code} {text}")
+    return _TestMessage(guid=mailbox.guid, uid=uid, test_id=test_id, message_id=message_id)
+
+
+def _lmtp_send(socket_path: Path, sender: str, recipient: str, content: bytes) -> tuple[int, bytes]:
+    """One LMTP transaction with one recipient: the DATA reply (code, text)."""
+    with smtplib.LMTP(str(socket_path), timeout=LMTP_TIMEOUT) as lmtp:
+        lmtp.ehlo_or_helo_if_needed()
+        lmtp.mail(sender)
+        code, text = lmtp.rcpt(recipient)
+        if code != 250:
+            return code, text
+        return lmtp.data(content)
 
 
 async def _in_use(store: MaildirStore, guid: uuid.UUID) -> bool:

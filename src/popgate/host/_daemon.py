@@ -36,6 +36,7 @@ from popgate.host._common import (
 )
 from popgate.host._host import Host
 from popgate.services import SERVICES
+from popgate.services._logformat import configured_log_format, make_formatter
 from popgate.services._metrics import reset_metrics_dir
 from popgate.services._notify import notify
 from popgate.services._runner import listen_reason
@@ -146,7 +147,8 @@ def _file_logging(home: Home) -> logging.Handler:
     handler = logging.handlers.RotatingFileHandler(
         home.log_dir / "host.log", maxBytes=10 * 1024 * 1024, backupCount=5, encoding="utf-8"
     )
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    text = "%(asctime)s %(levelname)s %(message)s"
+    handler.setFormatter(make_formatter(configured_log_format(home), text))
     handler.setLevel(logging.INFO)
     logging.getLogger("popgate").addHandler(handler)
     logging.getLogger("popgate").setLevel(logging.INFO)
@@ -232,6 +234,8 @@ async def _run(
         https_url = f"https://{https_binding}/"
     served = []
     try:
+        # StartPending before the first caller can ask, as Windows starts them at boot.
+        automatic = host.start_automatic()
         for config, listener in zip(configs, listeners, strict=True):
             served.append(await _serve(config, listener))
         stop = stop or asyncio.Event()
@@ -244,7 +248,7 @@ async def _run(
             control_socket_path(home),
             f", HTTPS {https_binding}" if https_binding else "",
         )
-        await host.start_automatic()
+        await asyncio.gather(*automatic)
         notify("READY=1")
         if when_up is not None:
             await when_up(

@@ -1,10 +1,10 @@
-"""The admin center's Monitoring page: live charts, the audit log, the host log.
+"""The admin center's Monitoring page: live charts, the audit log, the host and protocol logs.
 
 The page renders the frame; ``charts.js`` reads ``/api/v1/metrics`` (the counters behind
-``/metrics``) every few seconds and draws them, ``monitoring.js`` reads ``/api/v1/audit``
-and ``/api/v1/log``. The API decides who may read them (Organization Management, Server
-Management, View-Only Organization Management): a caller without one of those sees the
-API's refusal.
+``/metrics``) every few seconds and draws them, ``monitoring.js`` reads ``/api/v1/audit``,
+``/api/v1/log`` and ``/api/v1/protocol-log``. The API decides who may read them
+(Organization Management, Server Management, View-Only Organization Management): a caller
+without one of those sees the API's refusal.
 """
 
 from __future__ import annotations
@@ -67,8 +67,13 @@ CMDLETS = [
 AUDIT_RESULTS = ["Success", "Failed", "Denied", "Refused"]
 #: How often the page reads the logs again on its own.
 REFRESH_SECONDS = 10
-#: The host log lines the page can show.
+#: The host log lines (and protocol log rows) the page can show.
 LOG_LINES = (50, 200, 1000)
+#: The services whose protocol log the page reads, and what each logs.
+PROTOCOL_SERVICES = (
+    ("MSExchangePOP3", "front end: connect to login"),
+    ("MSExchangePOP3BE", "backend: login to quit"),
+)
 
 
 def pages() -> APIRouter:
@@ -90,6 +95,7 @@ def pages() -> APIRouter:
             results=AUDIT_RESULTS,
             refresh_seconds=REFRESH_SECONDS,
             log_lines=LOG_LINES,
+            protocol_services=PROTOCOL_SERVICES,
             charts=CHARTS,
             chart_seconds=CHART_SECONDS,
             chart_points=CHART_POINTS,

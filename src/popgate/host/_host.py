@@ -44,7 +44,7 @@ class Host:
 
     Startup types and recovery options live in ``services.json`` in the data directory:
     they belong to this computer, like the Windows service configuration. Both POP3 services
-    install as Manual.
+    install as Manual, MSExchangeDelivery as Automatic.
     """
 
     def __init__(
@@ -70,8 +70,8 @@ class Host:
         self._controls: set[asyncio.Task[Any]] = set()
         stored = self._load()
         self.startup_types = {
-            name: StartupType(stored.get(name, {}).get("StartupType", StartupType.MANUAL.value))
-            for name in self.processes
+            name: StartupType(stored.get(name, {}).get("StartupType", _installed_as(process)))
+            for name, process in self.processes.items()
         }
         self.recovery = {
             name: _policy_from(stored.get(name, {}).get("Recovery"), recovery)
@@ -189,11 +189,14 @@ class Host:
         self._controls.add(task)
         task.add_done_callback(self._controls.discard)
 
-    async def start_automatic(self) -> None:
-        """Start every service whose startup type is Automatic (nothing else starts itself)."""
-        for name, startup_type in self.startup_types.items():
-            if startup_type is StartupType.AUTOMATIC:
-                await self.start(name)
+    def start_automatic(self) -> list[asyncio.Task[ServiceProcess]]:
+        """Begin starting every service whose startup type is Automatic (nothing else starts
+        itself): they are StartPending on return; the tasks end when each is started."""
+        return [
+            self.start(name)
+            for name, startup_type in self.startup_types.items()
+            if startup_type is StartupType.AUTOMATIC
+        ]
 
     async def shutdown(self) -> None:
         """Stop every service (in the order given, dependents first) and the watchers."""
@@ -249,3 +252,8 @@ def _policy_from(
         )
         policy.reset_after = float(stored["ResetAfter"])
     return policy
+
+
+def _installed_as(process: ServiceProcess) -> str:
+    """The startup type a service installs with: Manual, or Automatic for mail delivery."""
+    return str((StartupType.AUTOMATIC if process.info.automatic else StartupType.MANUAL).value)

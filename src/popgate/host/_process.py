@@ -22,6 +22,7 @@ from pathlib import Path
 
 from popgate.host._states import ServiceState
 from popgate.services import ServiceInfo
+from popgate.services._logformat import CHILD, child_line
 from popgate.services._metrics import METRICS_DIR_VARIABLE, process_ended
 
 __all__ = ["ServiceProcess"]
@@ -154,7 +155,9 @@ class ServiceProcess:
         while line := await process.stderr.readline():
             text = line.decode("utf-8", "replace").rstrip()
             self._stderr.append(text)
-            logger.info("%s: %s", self.info.name, text)
+            # A JSON line (POPGATE_LOG_FORMAT=json) is relayed whole by the JSON formatter.
+            extra = {"service": self.info.name, CHILD: child_line(text)}
+            logger.info("%s: %s", self.info.name, text, extra=extra)
         await process.wait()
         if self._metrics_dir is not None:
             process_ended(process.pid, self._metrics_dir)

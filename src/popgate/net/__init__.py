@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from popgate.net._session import SessionDriver, SessionTimers
+from popgate.net._session import (
+    Exchange,
+    SessionDriver,
+    SessionLogAdapter,
+    SessionTimers,
+    format_address,
+)
 from popgate.net._tls import TlsConfigError, create_self_signed_certificate, server_context
 
 __all__ = [
+    "Exchange",
     "SessionDriver",
+    "SessionLogAdapter",
     "SessionTimers",
     "TlsConfigError",
     "create_self_signed_certificate",
+    "format_address",
     "server_context",
 ]

@@ -11,6 +11,9 @@ import logging
 import secrets
 import ssl
 import time
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from typing import Any
 
 from popgate.protocol import (
     BadCommand,
@@ -28,7 +31,14 @@ from popgate.protocol import (
     State,
 )
 
-__all__ = ["SESSION_RESULTS", "SessionDriver", "SessionTimers"]
+__all__ = [
+    "SESSION_RESULTS",
+    "Exchange",
+    "SessionDriver",
+    "SessionLogAdapter",
+    "SessionTimers",
+    "format_address",
+]
 
 logger = logging.getLogger("popgate.session")
 
@@ -38,8 +48,40 @@ READ_SIZE = 65536
 SASL_CONTINUATIONS = (SaslResponse, SaslCancel)
 #: How a session can end, as :meth:`SessionDriver.on_end` reports it.
 SESSION_RESULTS = ("quit", "proxied", "disconnected", "timeout", "abuse", "shutdown", "error")
+#: The ``event`` of the log lines that say how a session ended (structured logs).
+SESSION_END = {"event": "session_end"}
 #: Expected errors while closing a transport that the peer may already have dropped.
 CLOSE_ERRORS = (ConnectionError, ssl.SSLError, OSError, asyncio.TimeoutError)
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """One line the peer sent and the reply to it, as :meth:`SessionDriver.on_exchange` sees it."""
+
+    #: The command, or None for a line that is not a valid command now.
+    command: Command | None
+    #: The POP3 verb the line started with (upper case), or None when it had none.
+    verb: str | None
+    reply: Reply
+    #: Octets of the request line (CRLF counted) and of the reply.
+    request_size: int
+    reply_size: int
+    #: From reading the line to having written the reply.
+    seconds: float
+
+
+class SessionLogAdapter(logging.LoggerAdapter[logging.Logger]):
+    """Adds the session's fields to every record, merged with a call's own ``extra``.
+
+    The structured log format (``services/_logformat.py``) writes them as JSON fields.
+    """
+
+    def process(
+        self, msg: object, kwargs: MutableMapping[str, Any]
+    ) -> tuple[object, MutableMapping[str, Any]]:
+        """Merge the adapter's fields under the call's (the stdlib adapter replaces them)."""
+        kwargs["extra"] = {**(self.extra or {}), **kwargs.get("extra", {})}
+        return msg, kwargs
 
 
 class SessionTimers:
@@ -93,7 +135,9 @@ class SessionDriver:
         self.tls_context: ssl.SSLContext | None = None
         peer = writer.get_extra_info("peername")
         self.peer = _format_address(peer)
-        self.log = logging.LoggerAdapter(logger, {"session": self.session_id})
+        self.log = SessionLogAdapter(
+            logger, {"session": self.session_id, "client": _host_of(peer) or self.peer}
+        )
 
     def greeting(self) -> Ok:
         """The greeting line."""
@@ -123,6 +167,10 @@ class SessionDriver:
         """The session is over, after ``seconds``; ``result`` is one of SESSION_RESULTS."""
         del result, seconds
 
+    def on_exchange(self, exchange: Exchange) -> None:
+        """A line was answered (the protocol log writes one row per exchange)."""
+        del exchange
+
     async def run(self) -> None:
         """Drive the session until QUIT, EOF, timeout, abuse or cancellation."""
         quit_received = False
@@ -136,24 +184,30 @@ class SessionDriver:
             result = "quit" if quit_received else self.ended_without_quit
         except TimeoutError:
             result = "timeout"
-            self.log.info("session %s timed out (%s)", self.session_id, self.peer)
+            self.log.info(
+                "session %s timed out (%s)", self.session_id, self.peer, extra=SESSION_END
+            )
         except RemoteProtocolError as error:
             result = "abuse"
-            self.log.info("session %s closed for abuse: %s", self.session_id, error)
+            self.log.info(
+                "session %s closed for abuse: %s", self.session_id, error, extra=SESSION_END
+            )
             if error.reply_hint is not None:
                 with contextlib.suppress(*CLOSE_ERRORS):
                     await self._write(_encode_hint(error.reply_hint))
         except CLOSE_ERRORS as error:
             result = "disconnected"
-            self.log.info("session %s lost its connection: %r", self.session_id, error)
+            self.log.info(
+                "session %s lost its connection: %r", self.session_id, error, extra=SESSION_END
+            )
         except asyncio.CancelledError:
             result = "shutdown"
-            self.log.info("session %s closed by shutdown", self.session_id)
+            self.log.info("session %s closed by shutdown", self.session_id, extra=SESSION_END)
             # A stopping service must not wait on idle clients to acknowledge close_notify.
             self.close_grace = 0.5
             raise
         except Exception:
-            self.log.exception("session %s failed", self.session_id)
+            self.log.exception("session %s failed", self.session_id, extra=SESSION_END)
             with contextlib.suppress(*CLOSE_ERRORS):
                 await self._write(
                     _encode_hint(
@@ -177,14 +231,20 @@ class SessionDriver:
             elif isinstance(event, ConnectionClosed):
                 return False
             elif isinstance(event, BadCommand):
-                await self._write(connection.send(event.reply))
+                started = time.monotonic()
+                sent = connection.send(event.reply)
+                await self._write(sent)
                 self.on_command("INVALID")
+                self._exchanged(None, event.reply, len(sent), started)
             elif event is Signal.PAUSED:
                 # Only TLS_PENDING pauses with no command in flight, and _upgrade resolves it.
                 raise RuntimeError(f"session paused in state {connection.state}")
             else:
+                started = time.monotonic()
                 reply = await self.handle(event)
-                await self._write(connection.send(reply))
+                sent = connection.send(reply)
+                await self._write(sent)
+                self._exchanged(event, reply, len(sent), started)
                 if not isinstance(event, SASL_CONTINUATIONS):
                     self.on_command(type(event).__name__.upper())
                 self.timers.command_answered(connection.state)
@@ -194,6 +254,21 @@ class SessionDriver:
                     await self._upgrade()
                 if await self.hand_off():
                     return False
+
+    def _exchanged(
+        self, command: Command | None, reply: Reply, reply_size: int, started: float
+    ) -> None:
+        connection = self.connection
+        self.on_exchange(
+            Exchange(
+                command=command,
+                verb=connection.last_verb,
+                reply=reply,
+                request_size=connection.last_line_size,
+                reply_size=reply_size,
+                seconds=time.monotonic() - started,
+            )
+        )
 
     #: How a session that ended without QUIT and without error ended: the peer closed it, or
     #: (a proxy) the relay ended it.
@@ -240,6 +315,18 @@ class SessionDriver:
 def _encode_hint(reply: Err) -> bytes:
     """A final -ERR line written outside the engine's turn-taking (abuse, internal errors)."""
     return ServerConnection.encode_reply(reply)
+
+
+def _host_of(address: object) -> str | None:
+    """The IP address of a (host, port, ...) socket address, else None."""
+    if isinstance(address, tuple) and address:
+        return str(address[0])
+    return None
+
+
+def format_address(address: object) -> str:
+    """A socket address as ``IP:port`` (``[IPv6]:port``), else ``local`` (a Unix socket)."""
+    return _format_address(address) if isinstance(address, tuple) else "local"
 
 
 def _format_address(address: object) -> str:

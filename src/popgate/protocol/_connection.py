@@ -23,7 +23,7 @@ from ._events import (
     Stls,
     Utf8,
 )
-from ._readers import LINE_TOO_LONG, parse_command, parse_sasl_line
+from ._readers import LINE_TOO_LONG, known_verb, parse_command, parse_sasl_line
 from ._state import ACCEPTED, State, after_reply, allowed_replies
 from ._writers import write_reply
 
@@ -89,6 +89,8 @@ class ServerConnection:
         self._partial = bytearray()
         self._discarding = False
         self._eof = False
+        self._last_line_size = 0
+        self._last_verb: str | None = None
 
     # --- properties ---------------------------------------------------------------------
 
@@ -125,6 +127,16 @@ class ServerConnection:
     def pending(self) -> Command | BadCommand | None:
         """The command (or ``BadCommand``) awaiting a reply, or ``None``."""
         return self._pending
+
+    @property
+    def last_line_size(self) -> int:
+        """Octets of the line behind the last event, CRLF counted; 0 for one too long to keep."""
+        return self._last_line_size
+
+    @property
+    def last_verb(self) -> str | None:
+        """The POP3 verb the last command line started with, or None (see ``known_verb``)."""
+        return self._last_verb
 
     @property
     def trailing_data(self) -> tuple[bytes, bool]:
@@ -213,6 +225,8 @@ class ServerConnection:
                 return ConnectionClosed()
             return Signal.NEED_DATA
         line = self._lines.popleft()
+        self._last_line_size = 0 if line is None else len(line) + 2
+        self._last_verb = None if line is None or sasl else known_verb(line)
         if line is None or len(line) + 2 > limit:
             if sasl:
                 raise RemoteProtocolError("SASL line too long", reply_hint=SASL_LINE_TOO_LONG)

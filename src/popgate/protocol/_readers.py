@@ -49,6 +49,7 @@ __all__ = [
     "UNKNOWN_COMMAND",
     "WRONG_STATE",
     "decode_base64",
+    "known_verb",
     "parse_command",
     "parse_sasl_line",
 ]
@@ -206,6 +207,19 @@ def _decode_line(line: bytes) -> str | BadCommand:
         return line.decode("utf-8")
     except UnicodeDecodeError:
         return BadCommand(reply=INVALID_CHARACTERS)
+
+
+def known_verb(line: bytes) -> str | None:
+    """The upper-case verb a command line starts with when it is a POP3 verb, else None.
+
+    For logs: an unknown first word may be anything the peer typed (a password sent by
+    mistake), so only the verbs of the parser table are ever reported.
+    """
+    verb = line.partition(b" ")[0].upper()
+    if not verb.isascii() or not verb.isalnum():
+        return None
+    text = verb.decode("ascii")
+    return text if text in _PARSERS else None
 
 
 def parse_command(line: bytes, state: State) -> Command | BadCommand:

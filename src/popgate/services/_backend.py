@@ -17,9 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from popgate.directory import Directory, Mailbox, PopSettings, Server, SortOrder
-from popgate.net import SessionTimers
+from popgate.net import Exchange, SessionTimers
 from popgate.protocol import (
+    Auth,
     Capa,
+    Challenge,
     Command,
     Dele,
     Err,
@@ -28,11 +30,14 @@ from popgate.protocol import (
     MultiLine,
     Noop,
     Ok,
+    Pass,
     Quit,
     Reply,
     ResponseCode,
     Retr,
     Rset,
+    SaslCancel,
+    SaslResponse,
     ServerConnection,
     Stat,
     State,
@@ -45,6 +50,7 @@ from popgate.protocol import (
 )
 from popgate.services._login import LoginSession
 from popgate.services._metrics import ServiceMetrics
+from popgate.services._protocol_log import ProtocolLog
 from popgate.store import (
     MailboxLocked,
     MailboxNotFound,
@@ -66,6 +72,8 @@ FRONTEND_PRINCIPAL_PREFIX = "frontend/"
 INTERNAL_COMMAND_SIZE = 1024
 SIGN_OFF = "Microsoft Exchange Server POP3 server signing off."
 NO_SUCH_MESSAGE = "No such message."
+#: Lines of a login attempt: the protocol log settles whose session this is after them.
+LOGIN_LINES = (Pass, Auth, SaslResponse, SaslCancel)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,6 +85,8 @@ class BackendConfig:
     server: Server
     settings: PopSettings
     metrics: ServiceMetrics
+    #: This process's protocol log; None when ProtocolLogEnabled is off.
+    protocol_log: ProtocolLog | None = None
 
 
 class BackendSession(LoginSession):
@@ -108,6 +118,12 @@ class BackendSession(LoginSession):
         self.metrics = config.metrics
         self.direct_logins = settings.allow_direct_backend_login
         self.client_attributes: dict[str, str] = {}
+        #: The trusted front end (its server name) that logged this session on, once it has.
+        self.frontend: str | None = None
+        self.start_protocol_log(config.protocol_log)
+        if self.protocol_log is not None:
+            # Rows wait until a front end's AUTH shows whose session this is (see on_exchange).
+            self.protocol_log.hold()
         self.mailbox: Mailbox | None = None
         self.maildrop: MailboxSession | None = None
         self.messages: Sequence[MessageInfo] = ()
@@ -183,6 +199,29 @@ class BackendSession(LoginSession):
                 return Ok(f"Maildrop has {count} messages ({size} octets).")
         return Err("Command is not valid in this state.")
 
+    def on_exchange(self, exchange: Exchange) -> None:
+        """Log the row; after a login attempt, write held rows under the right session id.
+
+        XCLIENT's attributes are believed only once AUTH proves a trusted front end: then the
+        rows carry the front end's session id and the client's address, so ``grep ID`` finds
+        the session in both services' logs; otherwise this session's own id and peer.
+        """
+        super().on_exchange(exchange)
+        log = self.protocol_log
+        if log is None or not isinstance(exchange.command, LOGIN_LINES):
+            return
+        if isinstance(exchange.reply, Challenge):
+            return
+        if self.frontend is None:
+            log.release()
+            return
+        attributes = self.client_attributes
+        client = None
+        if address := attributes.get("ADDR"):
+            host = f"[{address}]" if ":" in address else address
+            client = f"{host}:{attributes['PORT']}" if "PORT" in attributes else host
+        log.release(session_id=attributes.get("SESSION"), client_address=client)
+
     async def finish(self, *, quit_received: bool) -> None:
         """A session that did not QUIT releases the maildrop and deletes nothing."""
         if self.maildrop is not None:
@@ -236,16 +275,27 @@ class BackendSession(LoginSession):
         frontend = authcid.removeprefix(FRONTEND_PRINCIPAL_PREFIX)
         if not await self.directory.verify_proxy_secret(frontend, password):
             return await self.logon_failure(authcid, "bad proxy secret")
+        self.frontend = frontend
+        self.note(f"ProxiedBy={frontend};BackendSession={self.session_id}")
         mailbox = await self.directory.get_mailbox(authzid) if authzid else None
         if mailbox is None:
             return await self.logon_failure(authcid, f"unknown mailbox {authzid[:64]!r}")
         client = self.client_attributes.get("ADDR", "?")
+        frontend_session = self.client_attributes.get("SESSION", "?")
+        self.note_user(mailbox.name)
         self.log.info(
-            "session %s: front end %s proxies %s for client %s",
+            "session %s: front end %s proxies %s for client %s (front-end session %s)",
             self.session_id,
             frontend,
             mailbox.name,
             client,
+            frontend_session,
+            extra={
+                "event": "proxy_login",
+                "user": mailbox.name,
+                "client": client,
+                "frontend_session": frontend_session,
+            },
         )
         return await self.authorize(mailbox)
 
@@ -265,6 +315,7 @@ class BackendSession(LoginSession):
                 maildrop = await store.open(mailbox.guid)
         except MailboxLocked:
             self.metrics.lock_conflict()
+            self.note("MailboxInUse")
             return Err("The mailbox is in use by another session.", ResponseCode.IN_USE)
         self.mailbox, self.maildrop = mailbox, maildrop
         self.connection.max_command_size = self.config.settings.max_command_size
@@ -272,7 +323,12 @@ class BackendSession(LoginSession):
         if self.config.settings.message_retrieval_sort_order is SortOrder.DESCENDING:
             messages = tuple(reversed(messages))
         self.messages = messages
-        self.log.info("session %s: %s logged on", self.session_id, mailbox.name)
+        self.log.info(
+            "session %s: %s logged on",
+            self.session_id,
+            mailbox.name,
+            extra={"event": "login", "user": mailbox.name},
+        )
         return Ok("User successfully logged on.")
 
     # -- TRANSACTION ---------------------------------------------------------------------

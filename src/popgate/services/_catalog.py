@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from popgate.directory import Role
 
-__all__ = ["BACKEND", "FRONTEND", "SERVICES", "ServiceInfo", "find_service"]
+__all__ = ["BACKEND", "DELIVERY", "FRONTEND", "SERVICES", "ServiceInfo", "find_service"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -17,6 +17,8 @@ class ServiceInfo:
     display_name: str
     description: str
     role: Role
+    #: Installed with startup type Automatic (it starts with the host) rather than Manual.
+    automatic: bool = False
 
 
 FRONTEND = ServiceInfo(
@@ -33,7 +35,15 @@ BACKEND = ServiceInfo(
     "servers and serves the maildrop.",
     role=Role.MAILBOX,
 )
-SERVICES: tuple[ServiceInfo, ...] = (FRONTEND, BACKEND)
+DELIVERY = ServiceInfo(
+    name="MSExchangeDelivery",
+    display_name="Microsoft Exchange Mailbox Transport Delivery",
+    description="Receives messages by LMTP from the local mail transfer agent and delivers "
+    "them to the mailboxes on this Mailbox server.",
+    role=Role.MAILBOX,
+    automatic=True,
+)
+SERVICES: tuple[ServiceInfo, ...] = (FRONTEND, BACKEND, DELIVERY)
 
 
 def find_service(name: str) -> ServiceInfo | None:

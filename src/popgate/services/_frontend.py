@@ -43,6 +43,7 @@ from popgate.protocol import (
 from popgate.services._backend import FRONTEND_PRINCIPAL_PREFIX, SIGN_OFF
 from popgate.services._login import LOGON_FAILURE, LoginSession
 from popgate.services._metrics import ServiceMetrics
+from popgate.services._protocol_log import ProtocolLog
 from popgate.services._throttle import LoginThrottle
 
 __all__ = ["ConnectionLimits", "FrontendConfig", "FrontendSession"]
@@ -117,6 +118,8 @@ class FrontendConfig:
     limits: ConnectionLimits
     throttle: LoginThrottle
     metrics: ServiceMetrics
+    #: This process's protocol log; None when ProtocolLogEnabled is off.
+    protocol_log: ProtocolLog | None = None
 
 
 class FrontendSession(LoginSession):
@@ -143,6 +146,7 @@ class FrontendSession(LoginSession):
         self.config = config
         self.directory = config.directory
         self.metrics = config.metrics
+        self.start_protocol_log(config.protocol_log)
         if not implicit_tls:
             self.tls_context = config.tls
         self.client_address = self.peer.rpartition(":")[0].strip("[]") or self.peer
@@ -228,12 +232,14 @@ class FrontendSession(LoginSession):
         wait = self.config.throttle.locked_for(self.client_address, user)
         if wait <= 0:
             return None
+        self.note("LoginDelay")
         self.log.warning(
             "authentication refused: rhost=%s user=%r session=%s reason=locked out for %.0f s",
             self.client_address,
             user[:64],
             self.session_id,
             wait,
+            extra={"event": "login_locked_out", "user": user[:64]},
         )
         seconds = max(1, round(wait))
         return Err(
@@ -242,12 +248,14 @@ class FrontendSession(LoginSession):
 
     async def logon_failure(self, user: str, reason: str) -> Err:
         # One line a fail2ban filter can match (contrib/fail2ban); user names are escaped.
+        self.note("AuthFailed")
         self.log.warning(
             "authentication failure: rhost=%s user=%r session=%s reason=%s",
             self.client_address,
             user[:64],
             self.session_id,
             reason,
+            extra={"event": "login_failed", "user": user[:64]},
         )
         # Unknown users and wrong passwords take the same path, so the same time.
         await asyncio.sleep(self.config.throttle.failed(self.client_address, user))
@@ -258,10 +266,12 @@ class FrontendSession(LoginSession):
         self.config.throttle.succeeded(mailbox.name)
         limits = self.config.limits
         if not limits.admit_user(mailbox.name):
+            self.note("UserConnectionLimitReached")
             self.log.info(
                 "session %s: %s refused, Msg=UserConnectionLimitReached",
                 self.session_id,
                 mailbox.name,
+                extra={"event": "login_refused", "user": mailbox.name},
             )
             self.close_after_reply = True
             return Err(
@@ -280,8 +290,13 @@ class FrontendSession(LoginSession):
             reader, writer = await asyncio.wait_for(self._connect_backend(mailbox), BACKEND_TIMEOUT)
         except (OSError, TimeoutError, ssl.SSLError) as error:
             self.metrics.error("proxy")
+            self.note("ProxyFailed")
             self.log.warning(
-                "session %s: backend for %s unreachable: %r", self.session_id, mailbox.name, error
+                "session %s: backend for %s unreachable: %r",
+                self.session_id,
+                mailbox.name,
+                error,
+                extra={"event": "proxy_failed", "user": mailbox.name},
             )
             return BACKEND_UNAVAILABLE
         try:
@@ -290,12 +305,23 @@ class FrontendSession(LoginSession):
             )
         except (OSError, TimeoutError, ssl.SSLError, BackendProtocolError) as error:
             self.metrics.error("proxy")
-            self.log.warning("session %s: backend login failed: %r", self.session_id, error)
+            self.note("ProxyFailed")
+            self.log.warning(
+                "session %s: backend login failed: %r",
+                self.session_id,
+                error,
+                extra={"event": "proxy_failed", "user": mailbox.name},
+            )
             reply = BACKEND_UNAVAILABLE
         if isinstance(reply, Ok):
             self.backend = (reader, writer)
+            self.note(f"Proxy={mailbox.server or self.config.server.name}")
             self.log.info(
-                "session %s: %s logged on from %s", self.session_id, mailbox.name, self.peer
+                "session %s: %s logged on from %s",
+                self.session_id,
+                mailbox.name,
+                self.peer,
+                extra={"event": "login", "user": mailbox.name},
             )
             return Ok("User successfully logged on.")
         writer.close()

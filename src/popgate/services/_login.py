@@ -8,7 +8,7 @@ failures are paced (:meth:`LoginSession.logon_failure`, :meth:`LoginSession.lock
 from __future__ import annotations
 
 from popgate.directory import Directory, Mailbox
-from popgate.net import SessionDriver
+from popgate.net import Exchange, SessionDriver, format_address
 from popgate.protocol import (
     Auth,
     Challenge,
@@ -33,6 +33,12 @@ from popgate.protocol import (
     VerifyPassword,
 )
 from popgate.services._metrics import ServiceMetrics
+from popgate.services._protocol_log import (
+    ProtocolLog,
+    SessionLog,
+    context_of,
+    describe_command,
+)
 
 __all__ = ["LOGON_FAILURE", "LoginSession", "policy_refusal"]
 
@@ -74,12 +80,33 @@ class LoginSession(SessionDriver):
     sasl_user: str = ""
     #: The mechanism of the login attempt under way (``USER`` for USER/PASS), for counting.
     login_mechanism: str | None = None
+    #: This session's rows of the protocol log; None when ProtocolLogEnabled is off.
+    protocol_log: SessionLog | None = None
+    #: What the protocol log's next row says after ``R=`` (``Msg=...``), set while answering.
+    log_note: str | None = None
 
-    # -- counters ------------------------------------------------------------------------
+    def start_protocol_log(self, log: ProtocolLog | None) -> None:
+        """Log this session's lines to ``log`` (None: not at all)."""
+        if log is not None:
+            server = format_address(self.writer.get_extra_info("sockname"))
+            self.protocol_log = SessionLog(log, self.session_id, server, self.peer)
+
+    def note(self, message: str) -> None:
+        """Add ``Msg=message`` to the protocol log's row of the command being answered."""
+        self.log_note = f"{self.log_note};{message}" if self.log_note else message
+
+    def note_user(self, name: str) -> None:
+        """The protocol log's ``user`` column from now on."""
+        if self.protocol_log is not None:
+            self.protocol_log.user = name[:64]
+
+    # -- counters and the protocol log ---------------------------------------------------
 
     def on_start(self) -> None:
-        """Count the session as open."""
+        """Count the session as open; log the connection."""
         self.metrics.session_started()
+        if self.protocol_log is not None:
+            self.protocol_log.write("", "", "Msg=connect")
 
     def on_command(self, verb: str) -> None:
         """Count the command by verb."""
@@ -89,11 +116,29 @@ class LoginSession(SessionDriver):
         """Count the bytes sent."""
         self.metrics.sent(size)
 
+    def on_exchange(self, exchange: Exchange) -> None:
+        """One protocol log row per line answered."""
+        note, self.log_note = self.log_note, None
+        if self.protocol_log is None:
+            return
+        command, parameters = describe_command(exchange.command, exchange.verb)
+        self.protocol_log.write(
+            command,
+            parameters,
+            context_of(exchange.reply, note),
+            seconds=exchange.seconds,
+            request_size=exchange.request_size,
+            reply_size=exchange.reply_size,
+        )
+
     def on_end(self, result: str, seconds: float) -> None:
         """Count the session as ended; one that ended in an unexpected exception is an error."""
         self.metrics.session_ended(result, seconds)
         if result == "error":
             self.metrics.error("internal")
+        if self.protocol_log is not None:
+            self.protocol_log.write("", "", f"Msg=disconnect;R={result}", seconds=seconds)
+            self.protocol_log.release()
 
     def _count_login(self, reply: Reply) -> None:
         """Count the attempt under way once ``reply`` settles it."""
@@ -140,12 +185,14 @@ class LoginSession(SessionDriver):
 
     async def logon_failure(self, user: str, reason: str) -> Err:
         """Log a failed login and return the reply for it."""
+        self.note("AuthFailed")
         self.log.info(
             "session %s: logon failure from %s for %r: %s",
             self.session_id,
             self.peer,
             user[:64],
             reason,
+            extra={"event": "login_failed", "user": user[:64]},
         )
         return Err(LOGON_FAILURE, ResponseCode.AUTH)
 
@@ -162,6 +209,7 @@ class LoginSession(SessionDriver):
                 if refusal := self.user_refusal():
                     return refusal
                 self.pending_user = name
+                self.note_user(name)
                 return Ok()
             case Pass(password=password):
                 user, self.pending_user = self.pending_user or "", None
@@ -201,10 +249,12 @@ class LoginSession(SessionDriver):
                 return Challenge(data)
             case VerifyPassword(authzid=authzid, authcid=authcid, password=password):
                 self.mechanism = None
+                self.note_user(authcid)
                 return await self.password_login(authcid, authzid, password)
             case NeedScramCredentials(authcid=authcid):
                 assert self.mechanism is not None
                 self.sasl_user = authcid
+                self.note_user(authcid)
                 if locked := self.locked_out(authcid):
                     self.mechanism = None
                     return locked
@@ -229,5 +279,7 @@ class LoginSession(SessionDriver):
         if refusal is not None:
             if refusal.code is ResponseCode.AUTH:
                 return await self.logon_failure(mailbox.name, "policy: Administrator")
+            self.note("PopDisabled")
             return refusal
+        self.note_user(mailbox.name)
         return await self.authenticated(mailbox)

@@ -10,7 +10,7 @@ import os
 import signal
 import ssl
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,10 +20,12 @@ from popgate.home import Home
 from popgate.net import server_context
 from popgate.protocol import Err, ResponseCode, ServerConnection
 from popgate.services._backend import BackendConfig, BackendSession
-from popgate.services._catalog import BACKEND, ServiceInfo
+from popgate.services._catalog import BACKEND, DELIVERY, ServiceInfo
+from popgate.services._delivery import start_delivery
 from popgate.services._frontend import ConnectionLimits, FrontendConfig, FrontendSession
 from popgate.services._metrics import ServiceMetrics, metrics_dir_of_environment, process_ended
 from popgate.services._notify import notify
+from popgate.services._protocol_log import open_protocol_log
 from popgate.services._throttle import LoginThrottle
 from popgate.store import MaildirStore
 
@@ -46,9 +48,9 @@ class SessionTracker:
     """Remembers live session tasks so a stop can wait for them, then cancel the rest."""
 
     def __init__(self) -> None:
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.tasks: set[asyncio.Task[object]] = set()
 
-    def start(self, session: Coroutine[Any, Any, None]) -> None:
+    def start(self, session: Coroutine[Any, Any, object]) -> None:
         """Run ``session`` as a tracked task."""
         task = asyncio.ensure_future(session)
         self.tasks.add(task)
@@ -114,8 +116,12 @@ Connected = Callable[[asyncio.StreamReader, asyncio.StreamWriter], None]
 class Started:
     """A service's open listeners and a one-line description of where it listens."""
 
-    listeners: list[asyncio.Server]
+    listeners: Sequence[asyncio.AbstractServer]
     where: str
+    #: The Unix socket the service listens on, removed when it stops.
+    socket_path: Path | None = None
+    #: What a stop waits for, besides sessions (up to GracefulStopTimeout).
+    quiesce: Callable[[], Coroutine[Any, Any, object]] | None = None
 
 
 async def run_service(
@@ -135,18 +141,22 @@ async def run_service(
                 f"{service.name} needs the {service.role} role, and server {home.server_name} "
                 "does not have it; run 'popgate setup --roles ClientAccess,Mailbox'"
             )
-        if worker:
+        if worker or service is DELIVERY:
+            # Mail delivery is no POP3 service: its start puts no POP3 setting into effect.
             settings = await directory.get_pop_settings(server.name, effective=True)
         else:
             # Settings are read at start, as in Exchange: configured becomes effective now.
             settings = await directory.apply_pop_settings(server.name)
-        tls = _tls_context(home, settings)
         tracker = SessionTracker()
         metrics = ServiceMetrics(service.name)
         workers: list[asyncio.subprocess.Process] = []
-        if service is BACKEND:
+        if service is DELIVERY:
+            started = await _start_delivery(home, directory, server, tracker, metrics)
+        elif service is BACKEND:
+            tls = _tls_context(home, settings)
             started = await _start_backend(home, directory, server, settings, tls, tracker, metrics)
         else:
+            tls = _tls_context(home, settings)
             shared = settings.worker_processes > 1
             started = await _start_frontend(
                 home, directory, server, settings, tls, tracker, metrics, reuse_port=shared
@@ -157,20 +167,24 @@ async def run_service(
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        logger.info("%s is running: %s", service.name, started.where)
+        logger.info(
+            "%s is running: %s", service.name, started.where, extra={"event": "service_start"}
+        )
         notify("READY=1")
         await stop.wait()
         notify("STOPPING=1")
-        logger.info("%s is stopping", service.name)
+        logger.info("%s is stopping", service.name, extra={"event": "service_stop"})
         for listener in started.listeners:
             listener.close()
+        if started.quiesce is not None:
+            tracker.start(started.quiesce())
         await _stop_workers(workers)
         cancelled = await tracker.drain(settings.graceful_stop_timeout.total_seconds())
         if cancelled:
             logger.info("closed %d sessions without UPDATE at stop", cancelled)
-        if service is BACKEND:
+        if started.socket_path is not None:
             with contextlib.suppress(FileNotFoundError):
-                home.backend_socket.unlink()
+                started.socket_path.unlink()
     finally:
         await directory.close()
 
@@ -219,6 +233,7 @@ async def _start_backend(
         server=server,
         settings=settings,
         metrics=metrics,
+        protocol_log=open_protocol_log(home, BACKEND.name, settings),
     )
 
     def accept(tls_active: bool) -> Connected:
@@ -230,7 +245,28 @@ async def _start_backend(
 
     listeners = await _listen(home, settings.proxy_target_port, tls, accept)
     where = f"TLS on port {settings.proxy_target_port}, Unix socket {home.backend_socket}"
-    return Started(listeners, where)
+    return Started(listeners, where, home.backend_socket)
+
+
+async def _start_delivery(
+    home: Home,
+    directory: Directory,
+    server: Server,
+    tracker: SessionTracker,
+    metrics: ServiceMetrics,
+) -> Started:
+    binding = home.lmtp_binding()
+    try:
+        opened = await start_delivery(
+            home, directory, server, MaildirStore(home.mail_root), metrics
+        )
+    except OSError as error:
+        raise ServiceStartError(
+            f"cannot listen for LMTP on {binding or home.lmtp_socket}: {listen_reason(error)}; "
+            "move it with 'popgate setup --lmtp ADDRESS:PORT' (or 'off' for the Unix socket only)"
+        ) from None
+    # A stop waits for the deliveries under way: a message accepted is a message saved.
+    return Started(opened.listeners, opened.where, home.lmtp_socket, opened.handler.idle.wait)
 
 
 async def _start_frontend(
@@ -274,6 +310,13 @@ async def _start_frontend(
             lockout=settings.login_failure_lockout,
         ),
         metrics=metrics,
+        # With workers, every front-end process writes files of its own (pid in the name).
+        protocol_log=open_protocol_log(
+            home,
+            "MSExchangePOP3",
+            settings,
+            pid=os.getpid() if settings.worker_processes > 1 else None,
+        ),
     )
 
     def accept(implicit_tls: bool) -> Connected:

@@ -178,6 +178,7 @@ def _mailbox_object(view: Mapping[str, Any]) -> PSObject:
             "ExchangeGuid": view["guid"],
             "WhenCreated": _when(view.get("created")),
             "IsAdministrator": view.get("is_administrator", False),
+            "ProhibitSendReceiveQuota": view.get("prohibit_send_receive_quota", "unlimited"),
         },
         table=("Name", "Alias", "ServerName", "PrimarySmtpAddress"),
     )
@@ -283,7 +284,8 @@ def remove_mailbox(invocation: Invocation) -> Iterable[object]:
 
 
 def set_mailbox(invocation: Invocation) -> Iterable[object]:
-    """Set-Mailbox -Identity NAME -Password (ConvertTo-SecureString ...)."""
+    """Set-Mailbox -Identity NAME [-Password (ConvertTo-SecureString ...)]
+    [-ProhibitSendReceiveQuota SIZE|Unlimited]."""
     for identity in _identities(invocation):
         if invocation.given("Password"):
             password = _password(invocation, identity)
@@ -295,6 +297,9 @@ def set_mailbox(invocation: Invocation) -> Iterable[object]:
                     identity,
                     password,
                 )
+        if invocation.given("ProhibitSendReceiveQuota"):
+            quota = str(invocation.args["ProhibitSendReceiveQuota"])
+            _call(invocation, identity, invocation.client.set_mailbox_quota, identity, quota)
     return []
 
 
@@ -569,8 +574,17 @@ ADMIN_CMDLETS: tuple[Cmdlet, ...] = (
     ),
     Cmdlet(
         "Set-Mailbox",
-        "Changes a mailbox: its password.",
-        (IDENTITY, Param("Password", Kind.SECURE, help="The new password.")),
+        "Changes a mailbox: its password, its quota.",
+        (
+            IDENTITY,
+            Param("Password", Kind.SECURE, help="The new password."),
+            Param(
+                "ProhibitSendReceiveQuota",
+                Kind.STRING,
+                help="The most the mailbox may hold (500MB, 2GB, Unlimited); delivery "
+                "refuses a message that would go past it.",
+            ),
+        ),
         set_mailbox,
         error_class=f"{TASKS}.RecipientTasks.SetMailbox",
     ),

@@ -1,5 +1,5 @@
-// The Monitoring page: the audit log (filtered, newest first) and the tail of the host log,
-// read again on demand and every few seconds. The API decides who may read them; a refusal
+// The Monitoring page: the audit log (filtered, newest first), the tail of the host log and
+// the newest rows of a service's protocol log, read again on demand and every few seconds. The API decides who may read them; a refusal
 // is shown as the API words it.
 "use strict";
 
@@ -18,6 +18,12 @@
   const cmdletNames = document.getElementById("cmdlet-names");
   const COLUMNS = ["actor", "origin", "action", "target", "result", "detail"];
   let latest = 0; // the newest refresh: an older answer that arrives late is dropped
+  const protocolForm = document.getElementById("protocol-filter");
+  const protocolTable = document.getElementById("protocol-log");
+  const protocolRows = protocolTable.tBodies[0];
+  const protocolStatus = document.getElementById("protocol-status");
+  const PROTOCOL_COLUMNS = ["seq_number", "client_ip", "user", "command", "parameters", "context"];
+  let protocolLatest = 0;
 
   /** The filter form as the audit endpoint's query (Search-AdminAuditLog's parameters). */
   function auditQuery() {
@@ -90,6 +96,65 @@
     if (following) hostLog.scrollTop = hostLog.scrollHeight;
   }
 
+  /** The protocol log filter as the endpoint's query. */
+  function protocolQuery() {
+    const query = new URLSearchParams();
+    for (const name of ["service", "lines", "session", "user"]) {
+      const value = protocolForm.elements[name].value.trim();
+      if (value) query.set(name, value);
+    }
+    return query;
+  }
+
+  /** A session id that, pressed, shows that session alone (in either service's log). */
+  function sessionButton(id) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "session";
+    button.textContent = id;
+    button.setAttribute("aria-label", `Only session ${id}`);
+    button.addEventListener("click", () => {
+      protocolForm.elements.session.value = id;
+      refreshProtocol();
+    });
+    return button;
+  }
+
+  function showProtocol(outcome) {
+    protocolRows.replaceChildren();
+    protocolTable.hidden = explain(protocolStatus, "protocol log", outcome);
+    if (protocolTable.hidden) return;
+    const view = outcome.value;
+    // Follow the newest row, unless the reader has scrolled up to read an older one.
+    const box = protocolTable.parentElement;
+    const following = box.scrollTop + box.clientHeight >= box.scrollHeight - 4;
+    for (const entry of view.rows) {
+      const row = protocolRows.insertRow();
+      row.dataset.session = entry.session_id;
+      if (entry.context.includes('R="-ERR')) row.dataset.failed = "";
+      row.insertCell().textContent = entry.date_time;
+      row.insertCell().append(sessionButton(entry.session_id));
+      for (const key of PROTOCOL_COLUMNS) row.insertCell().textContent = entry[key];
+    }
+    const count = view.rows.length;
+    const shown = count
+      ? `${count} ${count === 1 ? "row" : "rows"} of ${view.files.join(", ")} in ${view.folder}, newest last.`
+      : "No protocol log rows match the filter.";
+    protocolStatus.textContent = view.note ? `${view.note} ${count ? shown : ""}`.trim() : shown;
+    if (following) box.scrollTop = box.scrollHeight;
+  }
+
+  async function refreshProtocol() {
+    const mine = ++protocolLatest;
+    protocolTable.setAttribute("aria-busy", "true");
+    const [outcome] = await Promise.allSettled([
+      popgate.api("GET", `/protocol-log?${protocolQuery()}`),
+    ]);
+    if (mine !== protocolLatest) return;
+    protocolTable.removeAttribute("aria-busy");
+    showProtocol(outcome);
+  }
+
   async function refresh() {
     const mine = ++latest;
     table.setAttribute("aria-busy", "true");
@@ -101,6 +166,7 @@
     table.removeAttribute("aria-busy");
     showAudit(audit);
     showLog(log);
+    await refreshProtocol();
     refreshed.textContent = `Last read at ${new Date().toLocaleTimeString()}.`;
   }
 
@@ -112,6 +178,14 @@
   form.addEventListener("reset", () => setTimeout(refresh));
   form.elements.result.addEventListener("change", refresh);
   logLines.addEventListener("change", refresh);
+  protocolForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    refreshProtocol();
+  });
+  protocolForm.addEventListener("reset", () => setTimeout(refreshProtocol));
+  for (const name of ["service", "lines"]) {
+    protocolForm.elements[name].addEventListener("change", refreshProtocol);
+  }
   document.getElementById("refresh").addEventListener("click", refresh);
   setInterval(() => {
     if (auto.checked && !document.hidden) refresh();
