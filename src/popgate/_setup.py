@@ -9,7 +9,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
-from popgate.directory import Directory, Role, RoleGroup
+from popgate.directory import Directory, DirectoryError, Role, RoleGroup
 from popgate.home import Home
 from popgate.net import create_self_signed_certificate
 
@@ -62,8 +62,21 @@ def _restrict(home: Home) -> None:
             path.chmod(0o600)
 
 
-async def run_setup(home: Home, *, roles: Collection[Role] | None = None) -> SetupResult:
-    """Create or complete popgate's state in ``home``; running it again changes nothing."""
+async def run_setup(
+    home: Home,
+    *,
+    roles: Collection[Role] | None = None,
+    directory_url: str | None = None,
+    server: str | None = None,
+    fqdn: str | None = None,
+) -> SetupResult:
+    """Create or complete popgate's state in ``home``; running it again changes nothing.
+
+    ``directory_url`` joins the organization whose directory is there (PostgreSQL, shared by
+    its computers) instead of a directory of this computer's own; ``server`` and ``fqdn``
+    name this computer in it (default: its host name and FQDN). All three apply when the
+    computer is first set up.
+    """
     created = not home.config_file.exists()
     home.root.mkdir(parents=True, exist_ok=True, mode=0o750)
     for folder in (home.mail_root, home.run_dir, home.log_dir):
@@ -71,12 +84,18 @@ async def run_setup(home: Home, *, roles: Collection[Role] | None = None) -> Set
     home.secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     _restrict(home)
     config = home.read_config() if not created else {}
-    fqdn = config.get("fqdn") or socket.getfqdn()
+    known = config.get("directory_url")
+    if directory_url is not None and known is not None and directory_url != known:
+        raise DirectoryError(
+            "this computer is set up with another directory already; move that one with "
+            "'popgate directory migrate --to URL' instead"
+        )
+    fqdn = config.get("fqdn") or fqdn or socket.getfqdn()
     # The directory keeps server names in lower case (they are DNS labels).
-    server_name = (config.get("server") or socket.gethostname().split(".")[0]).lower()
+    server_name = (config.get("server") or server or socket.gethostname().split(".")[0]).lower()
     config.setdefault("server", server_name)
     config.setdefault("fqdn", fqdn)
-    config.setdefault("directory_url", home.default_directory_url)
+    config.setdefault("directory_url", directory_url or home.default_directory_url)
     home.write_config(config)
     if not home.certificate.exists() or not home.private_key.exists():
         create_self_signed_certificate(fqdn, home.certificate, home.private_key)
@@ -85,10 +104,13 @@ async def run_setup(home: Home, *, roles: Collection[Role] | None = None) -> Set
     try:
         await directory.upgrade()
         existing = await directory.get_server(server_name)
+        others = [known for known in await directory.list_servers() if known.name != server_name]
         if roles is None:
             roles = existing.roles if existing else {Role.CLIENT_ACCESS, Role.MAILBOX}
-        server = await directory.add_server(server_name, fqdn=fqdn, roles=roles)
-        if created:
+        registered = await directory.add_server(server_name, fqdn=fqdn, roles=roles)
+        if created and not others:
+            # The first computer of an organization names its default domain; a computer
+            # that joins keeps the organization's.
             domain = fqdn.split(".", 1)[1] if "." in fqdn else fqdn
             await directory.set_default_domain(domain)
         await directory.set_proxy_secret(
@@ -106,7 +128,7 @@ async def run_setup(home: Home, *, roles: Collection[Role] | None = None) -> Set
         home=home,
         server=server_name,
         fqdn=fqdn,
-        roles=server.roles,
+        roles=registered.roles,
         administrator_password_file=home.administrator_password_file,
         created=created,
     )

@@ -25,6 +25,7 @@ from popgate.cli._common import (
 )
 from popgate.cli._connectivity import add_test_connectivity_command, create_test_user
 from popgate.cli._deliver import add_deliver_command
+from popgate.cli._directory import add_directory_commands
 from popgate.cli._host import (
     add_host_commands,
     add_service_set,
@@ -112,7 +113,11 @@ def cmd_setup(args: argparse.Namespace) -> int:
     """Create popgate's data directory, certificate, directory and Administrator account."""
     roles = _parse_roles(args.roles) if args.roles else None
     home = Home.locate()
-    result = run(run_setup(home, roles=roles))
+    result = run(
+        run_setup(
+            home, roles=roles, directory_url=args.directory, server=args.server, fqdn=args.fqdn
+        )
+    )
     if args.log_format is not None:
         home.write_config({**home.read_config(), "log_format": args.log_format})
         console.print(f"  Log format: {args.log_format}", highlight=False)
@@ -132,7 +137,10 @@ def cmd_setup(args: argparse.Namespace) -> int:
     console.print(
         f"  server {result.server} ({result.fqdn}), roles {', '.join(sorted(result.roles))}"
     )
-    console.print(f"  Administrator password: {result.administrator_password_file}")
+    if result.administrator_password_file.exists():
+        console.print(f"  Administrator password: {result.administrator_password_file}")
+    else:
+        console.print("  Administrator: set up on another computer of the organization")
     console.print(
         "  Start the POP3 services with 'popgate up', or run 'popgate host' and then "
         "'popgate net start MSExchangePOP3BE' and 'popgate net start MSExchangePOP3'"
@@ -399,6 +407,17 @@ def build_parser() -> argparse.ArgumentParser:
         "127.0.0.1:8443, loopback only; 'off' for none)",
     )
     setup.add_argument(
+        "--directory",
+        metavar="URL",
+        help="join the organization whose directory is this PostgreSQL database "
+        "(postgresql+asyncpg://user:password@host/database) instead of a directory of this "
+        "computer's own",
+    )
+    setup.add_argument("--server", metavar="NAME", help="this computer's server name "
+                       "(default: its host name)")  # fmt: skip
+    setup.add_argument("--fqdn", help="this computer's DNS name, which front ends connect to "
+                       "(default: what the resolver says)")  # fmt: skip
+    setup.add_argument(
         "--test-user",
         action="store_true",
         help="create the test mailbox extest_<server> that 'popgate test-connectivity' logs "
@@ -502,6 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_shell_command(commands)
     add_deliver_command(commands)
     add_test_connectivity_command(commands)
+    add_directory_commands(commands)
     return parser
 
 

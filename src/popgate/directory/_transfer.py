@@ -26,12 +26,12 @@ async def copy_rows(source: AsyncEngine, target: AsyncEngine) -> dict[str, int]:
     Both must already be at the newest schema revision.
     """
     async with source.connect() as reading, target.begin() as writing:
-        for table in metadata.sorted_tables:
-            if await _count(writing, table):
-                raise DirectoryError(
-                    f"The target directory already has rows in {table.name}; migrate into an "
-                    "empty database (one that popgate has not been set up on)."
-                )
+        taken = [table.name for table in metadata.sorted_tables if await _count(writing, table)]
+        if taken:
+            raise DirectoryError(
+                f"The target directory already has rows in {', '.join(taken)}; migrate into "
+                "an empty database (one that popgate has not been set up on)."
+            )
         copied: dict[str, int] = {}
         for table in metadata.sorted_tables:
             result = await reading.stream(sa.select(table))
