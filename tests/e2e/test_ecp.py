@@ -34,6 +34,10 @@ def test_the_seeds_gui_procedure(page: Page, installation: Installation) -> None
     backend = row(page, "Microsoft Exchange POP3 Backend")
     expect(pop3.get_by_role("cell", name="Stopped")).to_be_visible()
     expect(pop3.get_by_role("cell", name="Manual")).to_be_visible()
+    # Mail delivery is listed like the POP3 services, and runs already: it is Automatic.
+    delivery = row(page, "Microsoft Exchange Mailbox Transport Delivery")
+    expect(delivery.get_by_role("cell", name="Running")).to_be_visible()
+    expect(delivery.get_by_role("cell", name="Automatic")).to_be_visible()
     screenshot(page, "services-stopped")
 
     # Right-click Microsoft Exchange POP3, and then click Start.
