@@ -366,10 +366,9 @@ def test_postfix_delivers_over_lmtp_and_fetchmail_reads_it_through_the_front_end
         refused = smtp.sendmail("bob@example.org", ["alice@localhost"], MESSAGE)
     assert refused == {}
     deadline = time.monotonic() + 60
-    while not any((maildir_path := maildir_of(receiving)).glob("new/*")):
+    while not any(maildir_of(receiving).glob("new/*")):
         assert time.monotonic() < deadline, (tmp_path / "postfix" / "postfix.log").read_text()
         time.sleep(0.2)
-    assert maildir_path.is_dir()
 
     out = tmp_path / "fetched"
     rc = tmp_path / "fetchmailrc"

@@ -7,9 +7,9 @@ import getpass
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import NoReturn
 
 from rich.progress import Progress
 from rich.table import Table
@@ -22,6 +22,7 @@ from popgate.cli._common import (
     console,
     error_console,
     run,
+    with_directory,
 )
 from popgate.cli._connectivity import add_test_connectivity_command, create_test_user
 from popgate.cli._deliver import add_deliver_command
@@ -61,16 +62,6 @@ from popgate.store import (
 )
 
 __all__ = ["main"]
-
-T = TypeVar("T")
-
-
-async def _with_directory(home: Home, action: Callable[[Directory], Awaitable[T]]) -> T:
-    directory = await Directory.connect(home.directory_url)
-    try:
-        return await action(directory)
-    finally:
-        await directory.close()
 
 
 async def _require_mailbox(directory: Directory, name: str) -> Mailbox:
@@ -169,14 +160,14 @@ def cmd_mailbox_add(args: argparse.Namespace) -> int:
         if password is None:
             console.print(f"No password set; run 'popgate mailbox set-password {mailbox.name}'")
 
-    run(_with_directory(home, add))
+    run(with_directory(home, add))
     return 0
 
 
 def cmd_mailbox_list(args: argparse.Namespace) -> int:
     """List mailboxes."""
     del args
-    mailboxes = run(_with_directory(Home.locate(), lambda d: d.list_mailboxes()))
+    mailboxes = run(with_directory(Home.locate(), lambda d: d.list_mailboxes()))
     table = Table("Name", "Address", "PopEnabled", "Server", "Guid")
     for mailbox in mailboxes:
         table.add_row(
@@ -212,7 +203,7 @@ def cmd_mailbox_show(args: argparse.Namespace) -> int:
         for key, value in rows.items():
             console.print(f"{key.ljust(width)} : {value}", highlight=False)
 
-    run(_with_directory(home, show))
+    run(with_directory(home, show))
     return 0
 
 
@@ -228,7 +219,7 @@ def cmd_mailbox_remove(args: argparse.Namespace) -> int:
         await MaildirStore(home.mail_root).delete_mailbox(mailbox.guid)
         console.print(f"Removed mailbox {mailbox.name} and its mail")
 
-    run(_with_directory(home, remove))
+    run(with_directory(home, remove))
     return 0
 
 
@@ -239,7 +230,7 @@ def cmd_mailbox_set_password(args: argparse.Namespace) -> int:
     async def set_password(directory: Directory) -> None:
         await directory.set_password(args.name, password)
 
-    run(_with_directory(Home.locate(), set_password))
+    run(with_directory(Home.locate(), set_password))
     console.print(f"Password set for {args.name}")
     return 0
 
@@ -259,7 +250,7 @@ def cmd_mailbox_set(args: argparse.Namespace) -> int:
         if args.quota is not None:
             await directory.set_quota(args.name, quota)
 
-    run(_with_directory(Home.locate(), change))
+    run(with_directory(Home.locate(), change))
     if enabled is not None:
         console.print(f"PopEnabled is now {enabled} for {args.name}")
     if args.quota is not None:
@@ -302,7 +293,7 @@ def cmd_mailbox_import(args: argparse.Namespace) -> int:
                 delivered=lambda: progress.advance(task),
             )
 
-    count = run(_with_directory(home, do_import))
+    count = run(with_directory(home, do_import))
     console.print(f"Imported {count} messages into {args.name}")
     return 0
 
@@ -314,7 +305,7 @@ def cmd_settings_show(args: argparse.Namespace) -> int:
     """Show this server's POP3 settings (configured, or effective with --effective)."""
     home = Home.locate()
     settings = run(
-        _with_directory(
+        with_directory(
             home, lambda d: d.get_pop_settings(home.server_name, effective=args.effective)
         )
     )
@@ -339,7 +330,7 @@ def cmd_settings_set(args: argparse.Namespace) -> int:
     async def change(directory: Directory) -> None:
         await directory.set_pop_settings(home.server_name, **changes)
 
-    run(_with_directory(home, change))
+    run(with_directory(home, change))
     names = ", ".join(changes)
     console.print(f"{names} set; restart the POP3 services to apply", highlight=False)
     return 0

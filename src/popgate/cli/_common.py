@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from rich.console import Console
+
+from popgate.directory import Directory
+from popgate.home import Home
 
 __all__ = [
     "RUNTIME_ERROR",
@@ -16,6 +19,7 @@ __all__ = [
     "error_console",
     "run",
     "table_console",
+    "with_directory",
 ]
 
 #: Exit status for a command the user got wrong, as argparse uses.
@@ -57,3 +61,9 @@ def table_console() -> Console:
     """Where to print a table: the terminal, or (piped to a script) a console wide enough
     that every row stays on one line."""
     return console if console.is_terminal else Console(width=PIPED_WIDTH)
+
+
+async def with_directory(home: Home, action: Callable[[Directory], Awaitable[T]]) -> T:
+    """Run ``action`` on this computer's directory, connected for it and closed after."""
+    async with await Directory.connect(home.directory_url) as directory:
+        return await action(directory)

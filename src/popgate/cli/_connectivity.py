@@ -14,7 +14,7 @@ import sys
 
 from rich.table import Table
 
-from popgate.cli._common import CommandError, run, table_console
+from popgate.cli._common import CommandError, run, table_console, with_directory
 from popgate.directory import Directory
 from popgate.home import Home
 from popgate.host._connectivity import (
@@ -29,8 +29,7 @@ __all__ = ["add_test_connectivity_command", "create_test_user"]
 
 
 async def _test(home: Home, args: argparse.Namespace, password: str | None) -> ConnectivityResult:
-    directory = await Directory.connect(home.directory_url)
-    try:
+    async def test(directory: Directory) -> ConnectivityResult:
         return await test_pop_connectivity(
             home,
             directory,
@@ -44,8 +43,8 @@ async def _test(home: Home, args: argparse.Namespace, password: str | None) -> C
             trust_any_ssl_certificate=args.trust_any_ssl_certificate,
             reset_test_account_credentials=args.reset_test_account_credentials,
         )
-    finally:
-        await directory.close()
+
+    return await with_directory(home, test)
 
 
 def cmd_test_connectivity(args: argparse.Namespace) -> int:
@@ -75,11 +74,8 @@ def cmd_test_connectivity(args: argparse.Namespace) -> int:
 
 async def create_test_user(home: Home, *, reset: bool = False) -> str:
     """New-TestCasConnectivityUser: the test mailbox's name (created or reset)."""
-    directory = await Directory.connect(home.directory_url)
-    try:
-        return (await new_test_user(home, directory, reset=reset)).name
-    finally:
-        await directory.close()
+    mailbox = await with_directory(home, lambda d: new_test_user(home, d, reset=reset))
+    return mailbox.name
 
 
 def add_test_connectivity_command(

@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 
-from popgate.cli._common import error_console, run
+from popgate.cli._common import error_console, run, with_directory
 from popgate.directory import Directory, DirectoryError
 from popgate.home import Home, HomeNotSetUpError
 from popgate.services._deliverer import MAX_MESSAGE_SIZE, Deliverer, Outcome
@@ -38,8 +38,7 @@ def _message(stream: bytes) -> bytes:
 
 
 async def _deliver(home: Home, recipients: list[str], content: bytes) -> int:
-    directory = await Directory.connect(home.directory_url)
-    try:
+    async def deliver(directory: Directory) -> int:
         server = await directory.get_server(home.server_name)
         if server is None:
             error_console.print(f"popgate deliver: server {home.server_name} is not set up")
@@ -48,22 +47,18 @@ async def _deliver(home: Home, recipients: list[str], content: bytes) -> int:
                               server=server)  # fmt: skip
         status = os.EX_OK
         for recipient in recipients:
-            mailbox = await deliverer.find(recipient)
-            if mailbox is None:
-                outcome, detail = Outcome.UNKNOWN_RECIPIENT, "no such mailbox here"
-            else:
-                delivery = await deliverer.deliver(mailbox, content)
-                outcome, detail = delivery.outcome, delivery.detail
-            if outcome is not Outcome.DELIVERED:
+            delivery = await deliverer.deliver_to(recipient, content)
+            if delivery.outcome is not Outcome.DELIVERED:
+                what = delivery.outcome.value.replace("_", " ")
                 error_console.print(
-                    f"popgate deliver: {recipient}: {outcome.value.replace('_', ' ')}: {detail}",
+                    f"popgate deliver: {recipient}: {what}: {delivery.detail}",
                     highlight=False,
                     markup=False,
                 )
-            status = max(status, EXIT_CODES[outcome])
+            status = max(status, EXIT_CODES[delivery.outcome])
         return status
-    finally:
-        await directory.close()
+
+    return await with_directory(home, deliver)
 
 
 def cmd_deliver(args: argparse.Namespace) -> int:

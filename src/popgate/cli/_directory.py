@@ -41,17 +41,13 @@ def _host_running(home: Home) -> bool:
 
 
 async def _migrate(source_url: str, target_url: str) -> dict[str, int]:
-    source = await Directory.connect(source_url)
-    try:
-        target = await Directory.connect(target_url)
-        try:
-            await source.upgrade()
-            await target.upgrade()
-            return await source.copy_to(target)
-        finally:
-            await target.close()
-    finally:
-        await source.close()
+    async with (
+        await Directory.connect(source_url) as source,
+        await Directory.connect(target_url) as target,
+    ):
+        await source.upgrade()
+        await target.upgrade()
+        return await source.copy_to(target)
 
 
 def cmd_directory_migrate(args: argparse.Namespace) -> int:

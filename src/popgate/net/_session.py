@@ -134,7 +134,7 @@ class SessionDriver:
         #: The context for STLS; None where STLS is not offered.
         self.tls_context: ssl.SSLContext | None = None
         peer = writer.get_extra_info("peername")
-        self.peer = _format_address(peer)
+        self.peer = format_address(peer)
         self.log = SessionLogAdapter(
             logger, {"session": self.session_id, "client": _host_of(peer) or self.peer}
         )
@@ -326,11 +326,7 @@ def _host_of(address: object) -> str | None:
 
 def format_address(address: object) -> str:
     """A socket address as ``IP:port`` (``[IPv6]:port``), else ``local`` (a Unix socket)."""
-    return _format_address(address) if isinstance(address, tuple) else "local"
-
-
-def _format_address(address: object) -> str:
     if isinstance(address, tuple) and len(address) >= 2:
         host, port = address[0], address[1]
         return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-    return str(address or "local")
+    return "local"

@@ -73,13 +73,17 @@ class Deliverer:
         accepted = {mailbox.address.rpartition("@")[2], self.server.fqdn, self.server.name}
         return mailbox if domain.casefold() in {name.casefold() for name in accepted} else None
 
-    async def deliver(self, mailbox: Mailbox, content: bytes) -> Delivery:
-        """Store ``content`` in ``mailbox``, all or nothing."""
-        delivery = await self._deliver(mailbox, content)
+    async def deliver_to(self, address: str, content: bytes) -> Delivery:
+        """Store ``content`` in the mailbox ``address`` reaches, all or nothing."""
+        mailbox = await self.find(address)
+        if mailbox is None:
+            delivery = Delivery(Outcome.UNKNOWN_RECIPIENT, "no such mailbox here")
+        else:
+            delivery = await self._deliver(mailbox, content)
         if self.metrics is not None:
             self.metrics.delivery(delivery.outcome.value)
         level = logging.INFO if delivery.outcome is Outcome.DELIVERED else logging.WARNING
-        logger.log(level, "delivery to %s: %s (%s)", mailbox.name, delivery.outcome.value,
+        logger.log(level, "delivery to %s: %s (%s)", address[:254], delivery.outcome.value,
                    delivery.detail)  # fmt: skip
         return delivery
 

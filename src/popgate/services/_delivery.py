@@ -88,11 +88,7 @@ class LmtpHandler:
 
     async def _one(self, address: str, content: bytes) -> str:
         try:
-            mailbox = await self.deliverer.find(address)
-            if mailbox is None:
-                delivery = Delivery(Outcome.UNKNOWN_RECIPIENT, "removed since RCPT")
-            else:
-                delivery = await self.deliverer.deliver(mailbox, content)
+            delivery = await self.deliverer.deliver_to(address, content)
         except Exception:
             logger.exception("delivery to %r failed", address[:254])
             delivery = Delivery(Outcome.FAILED, "internal error")
