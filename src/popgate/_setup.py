@@ -13,7 +13,14 @@ from popgate.directory import Directory, DirectoryError, Role, RoleGroup
 from popgate.home import Home
 from popgate.net import create_self_signed_certificate
 
-__all__ = ["ADMINISTRATOR", "SetupResult", "run_setup", "write_secret"]
+__all__ = [
+    "ADMINISTRATOR",
+    "SetupResult",
+    "control_url",
+    "register_endpoint",
+    "run_setup",
+    "write_secret",
+]
 
 ADMINISTRATOR = "Administrator"
 
@@ -62,6 +69,34 @@ def _restrict(home: Home) -> None:
             path.chmod(0o600)
 
 
+def control_url(home: Home, binding: str | None = None) -> str | None:
+    """Where other computers reach this host's control API, or None if it is local only.
+
+    That is the HTTPS ``binding`` (default: the one of ``popgate setup --https``) under this
+    computer's FQDN; a loopback binding is local only.
+    """
+    if binding is None:
+        binding = home.read_config().get("admin_https")
+    if not binding:
+        return None
+    host, _, port = binding.rpartition(":")
+    host = host.strip("[]")
+    if host in ("localhost", "::1") or host.startswith("127."):
+        return None
+    return f"https://{home.read_config().get('fqdn', host)}:{port}/"
+
+
+async def register_endpoint(
+    directory: Directory, home: Home, server: str, binding: str | None = None
+) -> None:
+    """Record this host's control API address and certificate in the directory."""
+    await directory.set_server_endpoint(
+        server,
+        control_url=control_url(home, binding),
+        certificate_pem=home.certificate.read_text(encoding="ascii"),
+    )
+
+
 async def run_setup(
     home: Home,
     *,
@@ -69,13 +104,14 @@ async def run_setup(
     directory_url: str | None = None,
     server: str | None = None,
     fqdn: str | None = None,
+    https: str | None = None,
 ) -> SetupResult:
     """Create or complete popgate's state in ``home``; running it again changes nothing.
 
     ``directory_url`` joins the organization whose directory is there (PostgreSQL, shared by
     its computers) instead of a directory of this computer's own; ``server`` and ``fqdn``
     name this computer in it (default: its host name and FQDN). All three apply when the
-    computer is first set up.
+    computer is first set up. ``https`` is the control API's binding (``""`` turns it off).
     """
     created = not home.config_file.exists()
     home.root.mkdir(parents=True, exist_ok=True, mode=0o750)
@@ -96,6 +132,9 @@ async def run_setup(
     config.setdefault("server", server_name)
     config.setdefault("fqdn", fqdn)
     config.setdefault("directory_url", directory_url or home.default_directory_url)
+    if https is not None:
+        # The admin center stays on loopback until an administrator opens it up here.
+        config["admin_https"] = https
     home.write_config(config)
     if not home.certificate.exists() or not home.private_key.exists():
         create_self_signed_certificate(fqdn, home.certificate, home.private_key)
@@ -116,6 +155,7 @@ async def run_setup(
         await directory.set_proxy_secret(
             server_name, _read_or_create_secret(home.proxy_secret_file)
         )
+        await register_endpoint(directory, home, server_name)
         if await directory.get_mailbox(ADMINISTRATOR) is None:
             password = secrets.token_urlsafe(18)
             await directory.add_mailbox(ADMINISTRATOR, password=password, is_administrator=True)

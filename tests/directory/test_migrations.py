@@ -122,6 +122,7 @@ def test_migration_files_are_inside_the_package() -> None:
         "migrations/versions/0001_initial.py",
         "migrations/versions/0002_cas_settings.py",
         "migrations/versions/0003_mailbox_quota.py",
+        "migrations/versions/0004_server_endpoints_moves.py",
     ):
         assert (package / relative).is_file(), relative
-    assert head_revision() == "0003"
+    assert head_revision() == "0004"

@@ -149,9 +149,13 @@ def test_a_second_computer_joins_the_organization(
     joined.add_mailbox("dave", PASSWORD)
     mailboxes = mailboxes_in(postgres)
     assert mailboxes["carol"][0].split("@")[1] == mailboxes["dave"][0].split("@")[1]
-    # Each lives on the Mailbox server it was made on.
-    assert mailboxes["carol"][1] == installation.layout.server_name
-    assert mailboxes["dave"][1] == "mbx2"
+    # Wherever a mailbox is made, it goes to the Mailbox server that holds the fewest (by
+    # name on a tie): the Administrator is on the first computer, so carol goes to mbx2.
+    assert mailboxes["carol"][1] == "mbx2"
+    assert mailboxes["dave"][1] == min(installation.layout.server_name, "mbx2")
+    joined.popgate("mailbox", "add", "erin", "--server", installation.layout.server_name,
+                   "--password-stdin", input_text=PASSWORD + "\n")  # fmt: skip
+    assert mailboxes_in(postgres)["erin"][1] == installation.layout.server_name
     # A computer set up on a directory of its own cannot be pointed at another by setup.
     refused = installation.popgate("setup", "--directory", postgres + "x", check=False)
     assert refused.returncode == 2

@@ -82,16 +82,17 @@ def test_every_refusal_has_the_one_error_shape(document: dict[str, Any]) -> None
 def test_the_services_endpoints_document_their_refusals(document: dict[str, Any]) -> None:
     responses = {(method, path): set(op["responses"]) for method, path, op in operations(document)}
     assert responses["GET", "/api/v1/whoami"] == {"200", "401", "429"}
-    assert responses["GET", "/api/v1/services"] == {"200", "401", "403", "429"}
+    # 404 and 503 with ?server=: no such server, or it does not answer.
+    assert responses["GET", "/api/v1/services"] == {"200", "401", "403", "404", "422", "429", "503"}
     assert responses["POST", "/api/v1/services/{name}/start"] == {
-        "202", "401", "403", "404", "409", "422", "429",
+        "202", "401", "403", "404", "409", "422", "429", "503",
     }  # fmt: skip
     started = document["paths"]["/api/v1/services/{name}/start"]["post"]["responses"]["202"]
     assert started["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/ServiceStatus"
     }
     assert responses["PUT", "/api/v1/services/{name}/recovery"] == {
-        "200", "401", "403", "404", "422", "429",
+        "200", "401", "403", "404", "422", "429", "503",
     }  # fmt: skip
 
 

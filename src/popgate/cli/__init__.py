@@ -29,6 +29,7 @@ from popgate.cli._deliver import add_deliver_command
 from popgate.cli._directory import add_directory_commands
 from popgate.cli._host import (
     add_host_commands,
+    add_move_commands,
     add_service_set,
     add_shell_command,
     https_option,
@@ -43,6 +44,7 @@ from popgate.directory import (
     format_size,
     parse_bool,
     parse_size,
+    settings_without_effect,
     validate_domain,
 )
 from popgate.home import Home, HomeNotSetUpError
@@ -106,15 +108,18 @@ def cmd_setup(args: argparse.Namespace) -> int:
     home = Home.locate()
     result = run(
         run_setup(
-            home, roles=roles, directory_url=args.directory, server=args.server, fqdn=args.fqdn
+            home,
+            roles=roles,
+            directory_url=args.directory,
+            server=args.server,
+            fqdn=args.fqdn,
+            https=args.https,
         )
     )
     if args.log_format is not None:
         home.write_config({**home.read_config(), "log_format": args.log_format})
         console.print(f"  Log format: {args.log_format}", highlight=False)
     if args.https is not None:
-        # The admin center stays on loopback until an administrator opens it up here.
-        home.write_config({**home.read_config(), "admin_https": args.https})
         console.print(f"  Control API and admin center: {args.https or 'off'}", highlight=False)
     if args.test_user:
         name = run(create_test_user(home))
@@ -153,10 +158,16 @@ def cmd_mailbox_add(args: argparse.Namespace) -> int:
 
     async def add(directory: Directory) -> None:
         mailbox = await directory.add_mailbox(
-            args.name, address=args.address, password=password, server=home.server_name
+            args.name, address=args.address, password=password, server=args.server
         )
-        await MaildirStore(home.mail_root).create_mailbox(mailbox.guid)
-        console.print(f"Created mailbox {mailbox.name} <{mailbox.address}> ({mailbox.guid})")
+        if mailbox.server == home.server_name.lower():
+            # Elsewhere the holding server's services make the maildrop when first used.
+            await MaildirStore(home.mail_root).create_mailbox(mailbox.guid)
+        console.print(
+            f"Created mailbox {mailbox.name} <{mailbox.address}> ({mailbox.guid}) "
+            f"on server {mailbox.server or '(none: no server has the Mailbox role)'}",
+            highlight=False,
+        )
         if password is None:
             console.print(f"No password set; run 'popgate mailbox set-password {mailbox.name}'")
 
@@ -327,12 +338,21 @@ def cmd_settings_set(args: argparse.Namespace) -> int:
         raise CommandError("give settings as NAME VALUE pairs, e.g. LoginType SecureLogin")
     changes = dict(zip(args.pairs[::2], args.pairs[1::2], strict=True))
 
-    async def change(directory: Directory) -> None:
+    async def change(directory: Directory) -> list[str]:
         await directory.set_pop_settings(home.server_name, **changes)
+        server = await directory.get_server(home.server_name)
+        return [] if server is None else settings_without_effect(changes, server.roles)
 
-    run(with_directory(home, change))
+    idle = run(with_directory(home, change))
     names = ", ".join(changes)
     console.print(f"{names} set; restart the POP3 services to apply", highlight=False)
+    if idle:
+        error_console.print(
+            f"warning: server {home.server_name} does not use {', '.join(idle)}: each setting "
+            "takes effect on the role that owns it (Client Access or Mailbox); set it on the "
+            "servers of that role",
+            highlight=False,
+        )
     return 0
 
 
@@ -437,6 +457,10 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("name")
     add.add_argument("--address", help="primary SMTP address (default NAME@<default domain>)")
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    add.add_argument(
+        "--server",
+        help="the Mailbox server to hold it (default: the one holding the fewest mailboxes)",
+    )
     add.set_defaults(handler=cmd_mailbox_add)
     mailbox_commands.add_parser("list", help="list mailboxes").set_defaults(
         handler=cmd_mailbox_list
@@ -468,6 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--mbox", help="an mbox file")
     imp.add_argument("files", nargs="*", help=".eml files")
     imp.set_defaults(handler=cmd_mailbox_import)
+    add_move_commands(mailbox_commands)
 
     settings = commands.add_parser(
         "settings", help="this server's POP3 settings (Get/Set-PopSettings)"

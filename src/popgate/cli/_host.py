@@ -183,7 +183,7 @@ def cmd_net(args: argparse.Namespace) -> int:
     """``net start|stop [NAME]`` for this computer's services, with cmd.exe's messages."""
     with _local_host() as client:
         try:
-            return run_net(client, args.verb, args.name, _write_now)
+            return run_net(client.on_server(args.server), args.verb, args.name, _write_now)
         except NetUsageError as error:
             raise CommandError(str(error)) from None
         except HostControlError as error:
@@ -220,7 +220,8 @@ def _status_view(client: HostClient) -> Table:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """The services of this computer and their state (``--watch`` refreshes it)."""
-    with _local_host() as client:
+    with _local_host() as local:
+        client = local.on_server(args.server)
         try:
             if not args.watch:
                 # Piped to a script, every row stays on one line, however long.
@@ -303,6 +304,93 @@ def cmd_log(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- popgate mailbox move ------------------------------------------------------------------
+
+#: Where a move ends.
+MOVE_ENDED = ("Completed", "Failed")
+
+
+def cmd_mailbox_move(args: argparse.Namespace) -> int:
+    """Move a mailbox to another Mailbox server (New-MoveRequest), and follow it."""
+    with _local_host() as client:
+        try:
+            if args.cancel:
+                view = client.remove_move_request(args.name)
+                console.print(f"Cancelled the move of {view['identity']} ({view['status']}).")
+                return 0
+            if args.resume:
+                view = client.resume_move_request(args.name)
+            elif args.to:
+                view = client.new_move_request(args.name, args.to)
+            else:
+                view = client.move_request(args.name)
+            return _follow_move(client, view, wait=not args.no_wait)
+        except HostControlError as error:
+            raise CommandError(str(error), RUNTIME_ERROR) from None
+
+
+def _follow_move(client: HostClient, view: dict[str, object], *, wait: bool) -> int:
+    """Print each new state of the move until it ends (or once without ``wait``)."""
+    identity = str(view["identity"])
+    last = None
+    while True:
+        shown = (view["status"], view["detail"])
+        if shown != last:
+            console.print(
+                f"{identity}: {view['source_server']} -> {view['target_server']}: "
+                f"{view['status']}: {view['detail']}",
+                highlight=False,
+                markup=False,
+            )
+            last = shown
+        if view["status"] in MOVE_ENDED or not wait:
+            return 0 if view["status"] != "Failed" else RUNTIME_ERROR
+        time.sleep(0.5)
+        view = client.move_request(identity)
+
+
+def cmd_mailbox_moves(args: argparse.Namespace) -> int:
+    """Every mailbox move and where it stands (Get-MoveRequest)."""
+    del args
+    with _local_host() as client:
+        try:
+            moves = client.move_requests()
+        except HostControlError as error:
+            raise CommandError(str(error), RUNTIME_ERROR) from None
+    table = Table("Mailbox", "Status", "From", "To", "Detail")
+    for move in moves:
+        table.add_row(
+            str(move["identity"]),
+            str(move["status"]),
+            str(move["source_server"]),
+            str(move["target_server"]),
+            str(move["detail"]),
+        )
+    table_console().print(table, highlight=False)
+    return 0
+
+
+def add_move_commands(
+    mailbox_commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    """Register ``mailbox move`` and ``mailbox moves``."""
+    move = mailbox_commands.add_parser(
+        "move",
+        help="move a mailbox to another Mailbox server, keeping its UIDLs (New-MoveRequest)",
+    )
+    move.add_argument("name")
+    what = move.add_mutually_exclusive_group()
+    what.add_argument("--to", metavar="SERVER", help="the Mailbox server to move it to")
+    what.add_argument("--resume", action="store_true", help="take an interrupted move up again")
+    what.add_argument("--cancel", action="store_true", help="cancel it before it switches")
+    move.add_argument(
+        "--no-wait", action="store_true", help="return at once instead of following the move"
+    )
+    move.set_defaults(handler=cmd_mailbox_move)
+    moves = mailbox_commands.add_parser("moves", help="every mailbox move (Get-MoveRequest)")
+    moves.set_defaults(handler=cmd_mailbox_moves)
+
+
 # -- popgate install-systemd ---------------------------------------------------------------
 
 
@@ -382,13 +470,19 @@ def add_host_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     host.add_argument("--https", type=https_option, help=https_help)
     host.set_defaults(handler=cmd_host)
 
+    server_help = (
+        "another server of the organization, through its host (as sc \\\\MBX1); "
+        "default: this computer"
+    )
     net_parser = commands.add_parser("net", help="net start / net stop, as in cmd.exe")
     net_parser.add_argument("verb", type=str.lower, choices=["start", "stop"])
     net_parser.add_argument("name", nargs="*", help="key name or display name, any case")
+    net_parser.add_argument("--server", help=server_help)
     net_parser.set_defaults(handler=cmd_net)
 
     status = commands.add_parser("status", help="the services of this computer and their state")
     status.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
+    status.add_argument("--server", help=server_help)
     status.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
     status.set_defaults(handler=cmd_status)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ._directory import DEFAULT_DOMAIN, Directory
 from ._errors import AlreadyExists, DirectoryError, InvalidName, InvalidSetting, NotFound
-from ._model import AuditEntry, Mailbox, Role, RoleGroup, Server
+from ._model import AuditEntry, Mailbox, MoveRequest, MoveStatus, Role, RoleGroup, Server
 from ._names import validate_address, validate_domain, validate_mailbox_name
 from ._settings import (
     CalendarItemRetrievalOption,
@@ -25,6 +25,7 @@ from ._settings import (
     parse_bool,
     parse_setting,
     parse_size,
+    settings_without_effect,
 )
 
 __all__ = [
@@ -41,6 +42,8 @@ __all__ = [
     "LoginType",
     "Mailbox",
     "MimeFormat",
+    "MoveRequest",
+    "MoveStatus",
     "MultiValueEdit",
     "NotFound",
     "PopSettings",
@@ -54,6 +57,7 @@ __all__ = [
     "parse_bool",
     "parse_setting",
     "parse_size",
+    "settings_without_effect",
     "validate_address",
     "validate_domain",
     "validate_mailbox_name",

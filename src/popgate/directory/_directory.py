@@ -30,7 +30,7 @@ from popgate.protocol._scram_keys import ScramCredentials
 
 from . import _migrate, _passwords, _transfer
 from ._errors import AlreadyExists, DirectoryError, InvalidName, InvalidSetting, NotFound
-from ._model import AuditEntry, Mailbox, Role, RoleGroup, Server
+from ._model import AuditEntry, Mailbox, MoveRequest, MoveStatus, Role, RoleGroup, Server
 from ._names import (
     validate_address,
     validate_domain,
@@ -42,6 +42,7 @@ from ._schema import (
     audit_log,
     directory_settings,
     mailboxes,
+    move_requests,
     pop_settings,
     role_group_members,
     servers,
@@ -118,6 +119,8 @@ def _to_server(row: Row[*tuple[Any, ...]]) -> Server:
         fqdn=row.fqdn,
         roles=frozenset(Role(r) for r in row.roles.split(",") if r),
         proxy_host=row.proxy_host,
+        control_url=row.control_url,
+        certificate_pem=row.certificate_pem,
     )
 
 
@@ -264,6 +267,8 @@ class Directory:
     ) -> Mailbox:
         """Create a mailbox with a new GUID; the address defaults to ``name@default-domain``.
 
+        ``server`` (a Mailbox server) holds it; by default the Mailbox server that holds the
+        fewest mailboxes, as Exchange's automatic mailbox distribution picks a database.
         Raises :class:`InvalidName`, :class:`AlreadyExists` (name or address taken, in any
         case), :class:`NotFound` (unknown server) or :class:`InvalidSetting` (bad password).
         """
@@ -276,8 +281,10 @@ class Directory:
         async with self._engine.begin() as conn:
             if address is None:
                 address = validate_address(f"{name}@{await self._default_domain(conn)}")
-            if server_name is not None:
-                await self._require_server(conn, server_name)
+            if server_name is None:
+                server_name = await self._least_loaded_mailbox_server(conn)
+            else:
+                await self._require_mailbox_server(conn, server_name)
             taken = await conn.execute(
                 sa.select(mailboxes.c.name, mailboxes.c.address).where(
                     (mailboxes.c.name_key == name.lower())
@@ -428,7 +435,7 @@ class Directory:
         """Record which Mailbox server holds the mailbox; raises :class:`NotFound`."""
         server_name = _server_name(server)
         async with self._engine.begin() as conn:
-            await self._require_server(conn, server_name)
+            await self._require_mailbox_server(conn, server_name)
             await self._update_mailbox(name, {"server_name": server_name}, conn)
 
     async def verify_password(self, name_or_address: str, password: str) -> Mailbox | None:
@@ -478,6 +485,151 @@ class Directory:
             server_key=bytes(row.scram_server_key),
         )
         return _to_mailbox(row), credentials
+
+    async def get_mailbox_by_guid(self, guid: uuid.UUID) -> Mailbox | None:
+        """The mailbox with this GUID, or None."""
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(sa.select(*_MAILBOX_COLUMNS).where(mailboxes.c.guid == guid))
+            ).first()
+        return None if row is None else _to_mailbox(row)
+
+    # --- mailbox moves --------------------------------------------------------------------
+
+    async def add_move_request(self, name: str, target: str, requested_by: str) -> MoveRequest:
+        """Record a move of mailbox ``name`` to Mailbox server ``target`` (status Queued).
+
+        Raises :class:`NotFound` (mailbox or server), :class:`InvalidSetting` (the target has
+        no Mailbox role or already holds it) or :class:`AlreadyExists` (a move is recorded).
+        """
+        target_name = _server_name(target)
+        async with self._engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(mailboxes.c.guid, mailboxes.c.name, mailboxes.c.server_name).where(
+                        _mailbox_key(name)
+                    )
+                )
+            ).first()
+            if row is None:
+                raise _not_found_mailbox(name)
+            await self._require_mailbox_server(conn, target_name)
+            if row.server_name is None:
+                raise InvalidSetting(
+                    f"Mailbox {row.name!r} is held by no server, so there is nothing to move; "
+                    f"place it with 'popgate mailbox add --server' instead."
+                )
+            if row.server_name == target_name:
+                raise InvalidSetting(f"Mailbox {row.name!r} is already on {target_name}.")
+            now = _now()
+            try:
+                await conn.execute(
+                    sa.insert(move_requests).values(
+                        mailbox_guid=row.guid,
+                        source_server=row.server_name,
+                        target_server=target_name,
+                        status=MoveStatus.QUEUED.value,
+                        detail="Queued.",
+                        requested_by=requested_by,
+                        created=now,
+                        updated=now,
+                    )
+                )
+            except IntegrityError:
+                raise AlreadyExists(
+                    f"Mailbox {row.name!r} already has a move request; see Get-MoveRequest, "
+                    "and Remove-MoveRequest it before moving it again."
+                ) from None
+        request = await self.get_move_request(row.guid)
+        assert request is not None  # inserted above
+        return request
+
+    async def get_move_request(self, guid: uuid.UUID) -> MoveRequest | None:
+        """The move request of the mailbox with this GUID, or None."""
+        found = await self._move_requests(move_requests.c.mailbox_guid == guid)
+        return found[0] if found else None
+
+    async def list_move_requests(
+        self, *, target: str | None = None, statuses: Collection[MoveStatus] | None = None
+    ) -> list[MoveRequest]:
+        """Move requests, by mailbox name; only those to ``target`` or in ``statuses``."""
+        condition: sa.ColumnElement[bool] = sa.true()
+        if target is not None:
+            condition = condition & (move_requests.c.target_server == target.lower())
+        if statuses is not None:
+            condition = condition & move_requests.c.status.in_([s.value for s in statuses])
+        return await self._move_requests(condition)
+
+    async def set_move_status(self, guid: uuid.UUID, status: MoveStatus, detail: str) -> None:
+        """Record where a move stands."""
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                sa.update(move_requests)
+                .where(move_requests.c.mailbox_guid == guid)
+                .values(status=status.value, detail=detail, updated=_now())
+            )
+
+    async def switch_mailbox_server(self, guid: uuid.UUID, source: str, target: str) -> bool:
+        """Route the mailbox to ``target`` and mark its move CompletionInProgress, at once.
+
+        False (and nothing changed) unless the mailbox is on ``source`` with its move in
+        progress: a move cancelled meanwhile is not switched behind the canceller's back.
+        """
+        async with self._engine.begin() as conn:
+            moving = (
+                await conn.execute(
+                    sa.select(move_requests.c.status)
+                    .where(move_requests.c.mailbox_guid == guid)
+                    .with_for_update()
+                )
+            ).scalar_one_or_none()
+            if moving != MoveStatus.IN_PROGRESS.value:
+                return False
+            result = await conn.execute(
+                sa.update(mailboxes)
+                .where((mailboxes.c.guid == guid) & (mailboxes.c.server_name == source))
+                .values(server_name=target)
+            )
+            if result.rowcount != 1:
+                return False
+            await conn.execute(
+                sa.update(move_requests)
+                .where(move_requests.c.mailbox_guid == guid)
+                .values(
+                    status=MoveStatus.COMPLETION_IN_PROGRESS.value,
+                    detail=f"Switched: {target} serves the mailbox; removing the copy on {source}.",
+                    updated=_now(),
+                )
+            )
+        return True
+
+    async def remove_move_request(self, guid: uuid.UUID) -> None:
+        """Forget a move request (Remove-MoveRequest)."""
+        async with self._engine.begin() as conn:
+            await conn.execute(sa.delete(move_requests).where(move_requests.c.mailbox_guid == guid))
+
+    async def _move_requests(self, condition: sa.ColumnElement[bool]) -> list[MoveRequest]:
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(move_requests, mailboxes.c.name)
+                .join(mailboxes, mailboxes.c.guid == move_requests.c.mailbox_guid)
+                .where(condition)
+                .order_by(mailboxes.c.name_key)
+            )
+            return [
+                MoveRequest(
+                    mailbox_guid=row.mailbox_guid,
+                    mailbox=row.name,
+                    source_server=row.source_server,
+                    target_server=row.target_server,
+                    status=MoveStatus(row.status),
+                    detail=row.detail,
+                    requested_by=row.requested_by,
+                    created=row.created,
+                    updated=row.updated,
+                )
+                for row in rows
+            ]
 
     # --- servers --------------------------------------------------------------------------
 
@@ -578,6 +730,19 @@ class Directory:
                 sa.update(servers)
                 .where(servers.c.name == server.lower())
                 .values(proxy_secret_sha256=digest)
+            )
+            if result.rowcount == 0:
+                raise _not_found_server(server)
+
+    async def set_server_endpoint(
+        self, server: str, *, control_url: str | None, certificate_pem: str
+    ) -> None:
+        """Record where this server's control API answers and the certificate it presents."""
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                sa.update(servers)
+                .where(servers.c.name == server.lower())
+                .values(control_url=control_url, certificate_pem=certificate_pem)
             )
             if result.rowcount == 0:
                 raise _not_found_server(server)
@@ -823,6 +988,37 @@ class Directory:
         ).first()
         if found is None:
             raise _not_found_server(server_name)
+
+    @staticmethod
+    async def _require_mailbox_server(conn: AsyncConnection, server_name: str) -> None:
+        roles = (
+            await conn.execute(sa.select(servers.c.roles).where(servers.c.name == server_name))
+        ).scalar_one_or_none()
+        if roles is None:
+            raise _not_found_server(server_name)
+        if Role.MAILBOX not in roles.split(","):
+            raise InvalidSetting(
+                f"Server {server_name!r} has no Mailbox role and cannot hold mailboxes; "
+                "choose a Mailbox server (Get-ExchangeServer lists them)."
+            )
+
+    @staticmethod
+    async def _least_loaded_mailbox_server(conn: AsyncConnection) -> str | None:
+        """The Mailbox server holding the fewest mailboxes (by name on a tie), or None."""
+        held = (
+            sa.select(mailboxes.c.server_name, sa.func.count().label("held"))
+            .group_by(mailboxes.c.server_name)
+            .subquery()
+        )
+        rows = await conn.execute(
+            sa.select(servers.c.name, servers.c.roles)
+            .outerjoin(held, held.c.server_name == servers.c.name)
+            .order_by(sa.func.coalesce(held.c.held, 0), servers.c.name)
+        )
+        for row in rows:
+            if Role.MAILBOX in row.roles.split(","):
+                return str(row.name)
+        return None
 
     @staticmethod
     async def _locked_settings(conn: AsyncConnection, server: str, server_name: str) -> str:

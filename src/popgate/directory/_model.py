@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-__all__ = ["AuditEntry", "Mailbox", "Role", "RoleGroup", "Server"]
+__all__ = ["AuditEntry", "Mailbox", "MoveRequest", "MoveStatus", "Role", "RoleGroup", "Server"]
 
 
 class Role(StrEnum):
@@ -58,6 +58,10 @@ class Server:
     roles: frozenset[Role]
     #: Host that front ends connect to for this server's backend (defaults to the FQDN).
     proxy_host: str
+    #: The host's control API (``https://fqdn:port/``), or None if it serves only locally.
+    control_url: str | None = None
+    #: The host's certificate (PEM): the one other hosts trust when they connect to it.
+    certificate_pem: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,3 +76,33 @@ class AuditEntry:
     target: str
     result: str
     detail: str
+
+
+class MoveStatus(StrEnum):
+    """Where a mailbox move stands (Get-MoveRequest's Status)."""
+
+    #: Recorded; the target server's host has not begun copying.
+    QUEUED = "Queued"
+    #: Copying from the source; the mailbox is still served by the source.
+    IN_PROGRESS = "InProgress"
+    #: The mailbox is served by the target; the source's copy is still to be removed.
+    COMPLETION_IN_PROGRESS = "CompletionInProgress"
+    COMPLETED = "Completed"
+    #: Stopped by an error that retrying cannot mend; Resume-MoveRequest tries again.
+    FAILED = "Failed"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MoveRequest:
+    """A mailbox move between Mailbox servers (New-MoveRequest)."""
+
+    mailbox_guid: uuid.UUID
+    mailbox: str
+    source_server: str
+    target_server: str
+    status: MoveStatus
+    #: The last step done or the error met, in words.
+    detail: str
+    requested_by: str
+    created: datetime
+    updated: datetime

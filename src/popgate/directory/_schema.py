@@ -18,6 +18,7 @@ __all__ = [
     "directory_settings",
     "mailboxes",
     "metadata",
+    "move_requests",
     "pop_settings",
     "role_group_members",
     "servers",
@@ -70,6 +71,10 @@ servers = sa.Table(
     sa.Column("proxy_host", sa.String(253), nullable=False),
     sa.Column("proxy_secret_sha256", sa.String(64), nullable=True),
     sa.Column("created", UtcDateTime(), nullable=False),
+    # The host's control API (https://fqdn:port/) for remote management; NULL without HTTPS.
+    sa.Column("control_url", sa.String(512), nullable=True),
+    # The host's own certificate: other hosts trust exactly this one for this server.
+    sa.Column("certificate_pem", sa.Text(), nullable=True),
 )
 
 mailboxes = sa.Table(
@@ -142,6 +147,25 @@ audit_log = sa.Table(
     sa.Column("target", sa.Text(), nullable=False),
     sa.Column("result", sa.Text(), nullable=False),
     sa.Column("detail", sa.Text(), nullable=False),
+)
+
+move_requests = sa.Table(
+    "move_requests",
+    metadata,
+    sa.Column(
+        "mailbox_guid",
+        sa.Uuid(),
+        sa.ForeignKey("mailboxes.guid", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("source_server", sa.String(253), nullable=False),
+    sa.Column("target_server", sa.String(253), nullable=False),
+    # MoveStatus values: Queued, InProgress, Completed, Failed.
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("detail", sa.Text(), nullable=False),
+    sa.Column("requested_by", sa.Text(), nullable=False),
+    sa.Column("created", UtcDateTime(), nullable=False),
+    sa.Column("updated", UtcDateTime(), nullable=False),
 )
 
 directory_settings = sa.Table(

@@ -14,7 +14,7 @@ import difflib
 import ipaddress
 import re
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import Enum, IntEnum, StrEnum, auto
@@ -22,6 +22,7 @@ from types import MappingProxyType
 from typing import ClassVar, Final
 
 from ._errors import InvalidName, InvalidSetting
+from ._model import Role
 from ._names import validate_domain
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "SortOrder",
     "format_setting",
     "parse_setting",
+    "settings_without_effect",
 ]
 
 
@@ -381,6 +383,32 @@ def _resolve(name: str) -> str:
         "a POP3 setting.{hint} Get-PopSettings lists them all, "
         "for example MaxCommandSize or LoginType.",
     )
+
+
+# --- which role each setting governs ---------------------------------------------------------
+
+#: Settings ownership when roles are split (exchange-pop3.md section 1): a setting takes
+#: effect on the servers of this role only; the others apply to both roles.
+_CLIENT_ACCESS_SETTINGS: Final = frozenset({
+    "AuthenticatedConnectionTimeout", "Banner", "ExternalConnectionSettings",
+    "InternalConnectionSettings", "MaxCommandSize", "MaxConnectionFromSingleIP",
+    "MaxConnections", "MaxConnectionsPerUser", "PreAuthenticatedConnectionTimeout",
+    "UnencryptedOrTLSBindings", "SSLBindings", "LoginFailureDelay", "LoginFailureMaxDelay",
+    "LoginFailureLockout", "WorkerProcesses",
+})  # fmt: skip
+_MAILBOX_SETTINGS: Final = frozenset({
+    "CalendarItemRetrievalOption", "EnableExactRFC822Size", "MessageRetrievalSortOrder",
+    "OwaServerUrl", "ProxyTargetPort", "SuppressReadReceipt", "AllowDirectBackendLogin",
+})  # fmt: skip
+
+
+def settings_without_effect(names: Iterable[str], roles: Collection[Role]) -> list[str]:
+    """The settings among ``names`` that a server with ``roles`` does not use (the role that
+    owns them is on other computers), by their Exchange names."""
+    owners = {Role.CLIENT_ACCESS: _CLIENT_ACCESS_SETTINGS, Role.MAILBOX: _MAILBOX_SETTINGS}
+    unused = set().union(*(owned for role, owned in owners.items() if role not in roles))
+    exchange_names = (_SPECS[_resolve(name)].exchange for name in names)
+    return [name for name in exchange_names if name in unused]
 
 
 # --- parsing text as administrators type it -------------------------------------------------

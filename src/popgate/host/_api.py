@@ -45,6 +45,15 @@ from popgate.host._common import (
     ERROR_NOT_FOUND,
 )
 from popgate.host._host import Host, ServiceControlError
+from popgate.host._move import Mover
+from popgate.host._peers import (
+    ON_BEHALF_HEADER,
+    PEER_PREFIX,
+    OnBehalf,
+    PeerError,
+    PeerHosts,
+    peer_server,
+)
 from popgate.host._process import ServiceProcess
 from popgate.host._recovery import RecoveryAction, RecoveryStep
 from popgate.host._sessions import SESSION_COOKIE, SessionStore
@@ -61,7 +70,9 @@ __all__ = [
     "PeerCredentials",
     "audit",
     "create_app",
+    "elsewhere",
     "error_responses",
+    "on_behalf",
     "require_change",
     "require_read",
 ]
@@ -95,6 +106,10 @@ class Caller:
     name: str
     origin: str
     role_groups: frozenset[RoleGroup]
+    #: A directory account (every host knows its role groups) rather than a local OS user.
+    directory_account: bool = False
+    #: Set when another host of the organization calls as itself, on behalf of nobody.
+    peer_server: str | None = None
 
     def in_any(self, groups: Collection[RoleGroup]) -> bool:
         """Whether the caller acts in at least one of ``groups``."""
@@ -125,6 +140,14 @@ class ControlContext:
     home: Home
     #: The admin center's logged-in browsers.
     sessions: SessionStore = field(default_factory=SessionStore)
+    #: The organization's other hosts, called for remote management.
+    peers: PeerHosts = field(init=False)
+    #: The mailbox moves to this computer, and its side of the moves from it.
+    mover: Mover = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.peers = PeerHosts(self.directory, self.home)
+        self.mover = Mover(self.directory, self.home, self.peers)
 
 
 class ApiError(Exception):
@@ -164,6 +187,8 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     413: "The upload is larger than one request may be.",
     422: "A parameter or the body is invalid; the message names it.",
     429: "Too many failed logins from this address or for this account; try again later.",
+    503: "The other server named by `server` has no control API other computers can reach, "
+    "or does not answer.",
 }
 
 
@@ -190,6 +215,19 @@ LOGIN_ERRORS = (401, 429)
 READ_ERRORS = (*LOGIN_ERRORS, 403, 422)
 #: An endpoint on one named service adds "no such service".
 SERVICE_ERRORS = (*READ_ERRORS, 404)
+#: An endpoint that may act on another computer (``?server=``) adds "unknown server" and
+#: "that computer does not answer".
+PEER_ERRORS = (404, 503)
+
+#: ``?server=MBX1``: act on that computer's host (remote management); default this one.
+ServerQuery = Annotated[
+    str | None,
+    Query(
+        max_length=253,
+        description="Another server of the organization to act on (Get-Service "
+        "-ComputerName); this computer when omitted.",
+    ),
+]
 
 
 class RecoveryActionModel(BaseModel):
@@ -327,12 +365,97 @@ async def identify(request: Request) -> Caller:
             raise ApiError(
                 403, ERROR_ACCESS_DENIED, "The request has no valid CSRF token; reload the page."
             )
-        return Caller(name=session.name, origin=session.origin, role_groups=session.role_groups)
+        return Caller(
+            name=session.name,
+            origin=session.origin,
+            role_groups=session.role_groups,
+            directory_account=True,
+        )
     credentials = _basic_credentials(request.headers.get("authorization"))
     if credentials is None:
         raise ApiError(401, ERROR_LOGON_FAILURE, "Log in with a directory account.")
     name, password = credentials
+    server = peer_server(name)
+    if server is not None:
+        return await _peer_caller(
+            context, server, password, address, request.headers.get(ON_BEHALF_HEADER)
+        )
     return await login(context, name, password, address)
+
+
+async def _peer_caller(
+    context: ControlContext, server: str, secret: str, address: str, on_behalf: str | None
+) -> Caller:
+    """Another host of the organization, calling as itself (for whom it says it acts)."""
+    principal = PEER_PREFIX + server
+    wait = context.throttle.locked_for(address, principal)
+    if wait > 0:
+        raise ApiError(
+            429, ERROR_LOGON_FAILURE, f"Too many failed logins; try again in {wait:.0f} s."
+        )
+    if not await context.directory.verify_proxy_secret(server, secret):
+        await asyncio.sleep(context.throttle.failed(address, principal))
+        logger.warning("failed control API login for server %r from %s", server, address)
+        raise ApiError(401, ERROR_LOGON_FAILURE, "The user name or password is incorrect.")
+    context.throttle.succeeded(principal)
+    if on_behalf is None:
+        return Caller(
+            name=principal, origin=f"https {address}", role_groups=frozenset(), peer_server=server
+        )
+    acting = OnBehalf.decode(on_behalf)
+    if acting is None:
+        raise ApiError(400, ERROR_INVALID_PARAMETER, f"The {ON_BEHALF_HEADER} header is malformed.")
+    groups = acting.role_groups
+    if acting.directory_account:
+        # An account has the rights the shared directory gives it, on every computer.
+        groups = frozenset(await context.directory.role_groups_of(acting.name))
+    return Caller(
+        name=acting.name,
+        origin=f"{acting.origin} via {server}",
+        role_groups=groups,
+        directory_account=acting.directory_account,
+    )
+
+
+def on_behalf(caller: Caller) -> OnBehalf:
+    """``caller`` as a host names it to another host it calls for them."""
+    return OnBehalf(
+        name=caller.name,
+        origin=caller.origin,
+        directory_account=caller.directory_account,
+        role_groups=caller.role_groups,
+    )
+
+
+async def elsewhere(
+    context: ControlContext, request: Request, caller: Caller, server: str | None
+) -> Response | None:
+    """Forward ``request`` to ``server``'s host for ``caller``, unless it names this computer.
+
+    The answer, error or not, is the other host's own: it checks the caller's rights there
+    and audits the call.
+    """
+    if context.peers.is_local(server):
+        return None
+    assert server is not None
+    params = [(key, value) for key, value in request.query_params.multi_items() if key != "server"]
+    try:
+        answer = await context.peers.call(
+            server,
+            on_behalf(caller),
+            request.method,
+            request.url.path,
+            params=params,
+            content=await request.body() or None,
+            content_type=request.headers.get("content-type"),
+        )
+    except PeerError as error:
+        raise ApiError(error.status, error.code, error.message) from None
+    return Response(
+        answer.content,
+        status_code=answer.status_code,
+        media_type=answer.headers.get("content-type"),
+    )
 
 
 async def login(context: ControlContext, name: str, password: str, address: str) -> Caller:
@@ -349,7 +472,9 @@ async def login(context: ControlContext, name: str, password: str, address: str)
         raise ApiError(401, ERROR_LOGON_FAILURE, "The user name or password is incorrect.")
     context.throttle.succeeded(name)
     groups = frozenset(await context.directory.role_groups_of(mailbox.name))
-    return Caller(name=mailbox.name, origin=f"https {address}", role_groups=groups)
+    return Caller(
+        name=mailbox.name, origin=f"https {address}", role_groups=groups, directory_account=True
+    )
 
 
 CallerDep = Annotated[Caller, Depends(identify)]
@@ -584,10 +709,15 @@ def create_app(context: ControlContext) -> FastAPI:
     @app.get(
         f"{API_PREFIX}/services",
         tags=["services"],
-        responses=error_responses(*LOGIN_ERRORS, 403),
+        response_model=list[ServiceStatus],
+        responses=error_responses(*READ_ERRORS, *PEER_ERRORS),
     )
-    async def list_services(caller: CallerDep) -> list[ServiceStatus]:
-        """Every service of this computer."""
+    async def list_services(
+        request: Request, caller: CallerDep, server: ServerQuery = None
+    ) -> list[ServiceStatus] | Response:
+        """Every service of this computer, or of ``server``."""
+        if remote := await elsewhere(context, request, caller, server):
+            return remote
         require_read(caller)
         return [
             service_status(context.host, process) for process in context.host.processes.values()
@@ -596,10 +726,15 @@ def create_app(context: ControlContext) -> FastAPI:
     @app.get(
         f"{API_PREFIX}/services/{{name}}",
         tags=["services"],
-        responses=error_responses(*SERVICE_ERRORS),
+        response_model=ServiceStatus,
+        responses=error_responses(*SERVICE_ERRORS, *PEER_ERRORS),
     )
-    async def get_service(name: str, caller: CallerDep) -> ServiceStatus:
+    async def get_service(
+        name: str, request: Request, caller: CallerDep, server: ServerQuery = None
+    ) -> ServiceStatus | Response:
         """One service, by key name or display name."""
+        if remote := await elsewhere(context, request, caller, server):
+            return remote
         require_read(caller)
         try:
             return service_status(context.host, context.host.find(name))
@@ -629,10 +764,14 @@ def create_app(context: ControlContext) -> FastAPI:
         status_code=202,
         response_model=ServiceStatus,
         tags=["services"],
-        responses=error_responses(*SERVICE_ERRORS, 409),
+        responses=error_responses(*SERVICE_ERRORS, *PEER_ERRORS, 409),
     )
-    async def start_service(name: str, caller: CallerDep) -> JSONResponse:
+    async def start_service(
+        name: str, request: Request, caller: CallerDep, server: ServerQuery = None
+    ) -> Response:
         """Start: 202 with StartPending; poll the service until Running or Stopped."""
+        if remote := await elsewhere(context, request, caller, server):
+            return remote
         return await act(caller, "Start-Service", name, context.host.start)
 
     @app.post(
@@ -640,10 +779,14 @@ def create_app(context: ControlContext) -> FastAPI:
         status_code=202,
         response_model=ServiceStatus,
         tags=["services"],
-        responses=error_responses(*SERVICE_ERRORS, 409),
+        responses=error_responses(*SERVICE_ERRORS, *PEER_ERRORS, 409),
     )
-    async def stop_service(name: str, caller: CallerDep) -> JSONResponse:
+    async def stop_service(
+        name: str, request: Request, caller: CallerDep, server: ServerQuery = None
+    ) -> Response:
         """Stop gracefully: 202 with StopPending; poll the service until Stopped."""
+        if remote := await elsewhere(context, request, caller, server):
+            return remote
         return await act(caller, "Stop-Service", name, context.host.stop)
 
     @app.post(
@@ -651,21 +794,32 @@ def create_app(context: ControlContext) -> FastAPI:
         status_code=202,
         response_model=ServiceStatus,
         tags=["services"],
-        responses=error_responses(*SERVICE_ERRORS, 409),
+        responses=error_responses(*SERVICE_ERRORS, *PEER_ERRORS, 409),
     )
-    async def restart_service(name: str, caller: CallerDep) -> JSONResponse:
+    async def restart_service(
+        name: str, request: Request, caller: CallerDep, server: ServerQuery = None
+    ) -> Response:
         """Stop if running, then start."""
+        if remote := await elsewhere(context, request, caller, server):
+            return remote
         return await act(caller, "Restart-Service", name, context.host.restart)
 
     @app.put(
         f"{API_PREFIX}/services/{{name}}/startup-type",
         tags=["services"],
-        responses=error_responses(*SERVICE_ERRORS),
+        response_model=ServiceStatus,
+        responses=error_responses(*SERVICE_ERRORS, *PEER_ERRORS),
     )
     async def set_startup_type(
-        name: str, change: StartupTypeChange, caller: CallerDep
-    ) -> ServiceStatus:
+        name: str,
+        change: StartupTypeChange,
+        request: Request,
+        caller: CallerDep,
+        server: ServerQuery = None,
+    ) -> ServiceStatus | Response:
         """Set-Service -StartupType Automatic|Manual|Disabled."""
+        if remote := await elsewhere(context, request, caller, server):
+            return remote
         process = await controlled(caller, "Set-Service", name)
         context.host.set_startup_type(process.info.name, change.startup_type)
         await audit(
@@ -681,10 +835,19 @@ def create_app(context: ControlContext) -> FastAPI:
     @app.put(
         f"{API_PREFIX}/services/{{name}}/recovery",
         tags=["services"],
-        responses=error_responses(*SERVICE_ERRORS),
+        response_model=ServiceStatus,
+        responses=error_responses(*SERVICE_ERRORS, *PEER_ERRORS),
     )
-    async def set_recovery(name: str, options: RecoveryOptions, caller: CallerDep) -> ServiceStatus:
+    async def set_recovery(
+        name: str,
+        options: RecoveryOptions,
+        request: Request,
+        caller: CallerDep,
+        server: ServerQuery = None,
+    ) -> ServiceStatus | Response:
         """The recovery options: up to three failure actions and the reset period."""
+        if remote := await elsewhere(context, request, caller, server):
+            return remote
         process = await controlled(caller, "Set-ServiceRecovery", name)
         steps = [RecoveryStep(action.action, action.delay) for action in options.actions]
         context.host.set_recovery(process.info.name, steps, options.reset_after)
@@ -699,11 +862,21 @@ def create_app(context: ControlContext) -> FastAPI:
         )
         return service_status(context.host, process)
 
-    @app.get(f"{API_PREFIX}/log", tags=["logs"], responses=error_responses(*READ_ERRORS))
+    @app.get(
+        f"{API_PREFIX}/log",
+        tags=["logs"],
+        response_model=LogTail,
+        responses=error_responses(*READ_ERRORS, *PEER_ERRORS),
+    )
     async def read_log(
-        caller: CallerDep, lines: Annotated[int, Query(ge=1, le=10_000)] = 200
-    ) -> LogTail:
-        """The last ``lines`` lines of the host's log."""
+        request: Request,
+        caller: CallerDep,
+        lines: Annotated[int, Query(ge=1, le=10_000)] = 200,
+        server: ServerQuery = None,
+    ) -> LogTail | Response:
+        """The last ``lines`` lines of the host's log (of ``server``'s host, if given)."""
+        if remote := await elsewhere(context, request, caller, server):
+            return remote
         require_read(caller)
         try:
             text = context.log_file.read_text(encoding="utf-8", errors="replace")
@@ -754,12 +927,16 @@ def create_app(context: ControlContext) -> FastAPI:
     # They build on this module's helpers.
     from popgate.host._api_admin import admin_router
     from popgate.host._api_metrics import metrics_router
+    from popgate.host._api_move import move_router
     from popgate.host._api_protocol_log import protocol_log_router
 
     # Every management endpoint logs in, checks role groups and validates its input; the
     # refusals particular to some (404, 409) are documented on those endpoints.
     app.include_router(
         admin_router(context), tags=["management"], responses=error_responses(*READ_ERRORS)
+    )
+    app.include_router(
+        move_router(context), tags=["management"], responses=error_responses(*READ_ERRORS)
     )
     app.include_router(metrics_router(context))
     app.include_router(protocol_log_router(context))

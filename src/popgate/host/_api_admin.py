@@ -35,9 +35,11 @@ from popgate.directory import (
     NotFound,
     PopSettings,
     RoleGroup,
+    Server,
     format_setting,
     format_size,
     parse_size,
+    settings_without_effect,
 )
 from popgate.host._api import (
     CONTROL_GROUPS,
@@ -132,6 +134,8 @@ class PopSettingsChanged(PopSettingsView):
     """Set-PopSettings' answer: the settings, and those that apply at the next restart."""
 
     restart_needed: list[str]
+    #: Settings changed here that this server does not use: their role is on other servers.
+    without_effect: list[str] = []
 
 
 class SettingChanges(BaseModel):
@@ -162,7 +166,8 @@ class MailboxView(BaseModel):
 
 
 class NewMailbox(BaseModel):
-    """New-Mailbox: the address defaults to name@<default domain>, the server to this one."""
+    """New-Mailbox: the address defaults to name@<default domain>, the server to the Mailbox
+    server that holds the fewest mailboxes."""
 
     name: str
     password: SecretStr
@@ -210,6 +215,8 @@ class ServerView(BaseModel):
     fqdn: str
     roles: list[str]
     proxy_host: str
+    #: Its host's control API (remote management, the admin center's Servers page).
+    control_url: str | None = None
 
 
 # --- conversions ---------------------------------------------------------------------------
@@ -476,13 +483,13 @@ def admin_router(context: ControlContext) -> APIRouter:
 
     # --- POP3 settings --------------------------------------------------------------------
 
-    async def find_server(server: str | None) -> tuple[str, str]:
-        """The server's name and FQDN; this host's server by default."""
+    async def find_server(server: str | None) -> Server:
+        """The server named, this host's server by default."""
         name = server or context.home.server_name
         found = await directory.get_server(name)
         if found is None:
             raise NotFound(f"There is no server {name!r}; Get-ExchangeServer lists the servers.")
-        return found.name, found.fqdn
+        return found
 
     async def pop_settings_view(name: str, fqdn: str) -> PopSettingsView:
         return PopSettingsView(
@@ -496,7 +503,8 @@ def admin_router(context: ControlContext) -> APIRouter:
         """Get-PopSettings [-Server]: configured and effective copies, every parameter."""
         require_read(caller, POP_READ)
         try:
-            return await pop_settings_view(*await find_server(server))
+            found = await find_server(server)
+            return await pop_settings_view(found.name, found.fqdn)
         except DirectoryError as error:
             raise _api_error(error) from None
 
@@ -509,12 +517,16 @@ def admin_router(context: ControlContext) -> APIRouter:
         detail = _describe_changes(body.changes)
 
         async def change() -> PopSettingsChanged:
-            name, fqdn = await find_server(target)
+            found = await find_server(target)
             changes = {key: _setting_value(key, value) for key, value in body.changes.items()}
-            await directory.set_pop_settings(name, **changes)
-            view = await pop_settings_view(name, fqdn)
+            await directory.set_pop_settings(found.name, **changes)
+            view = await pop_settings_view(found.name, found.fqdn)
             pending = [key for key, text in view.configured.items() if view.effective[key] != text]
-            return PopSettingsChanged(**view.model_dump(), restart_needed=pending)
+            return PopSettingsChanged(
+                **view.model_dump(),
+                restart_needed=pending,
+                without_effect=settings_without_effect(changes, found.roles),
+            )
 
         return await changing(caller, POP_CHANGE, "Set-PopSettings", target, detail, change)
 
@@ -535,9 +547,12 @@ def admin_router(context: ControlContext) -> APIRouter:
     @router.post("/mailboxes", status_code=201, responses=error_responses(404, 409))
     async def new_mailbox(body: NewMailbox, caller: CallerDep) -> MailboxView:
         """New-Mailbox, with its (empty) maildrop when this server holds it."""
-        server = body.server or context.home.server_name
-        given = {"Name": body.name, "PrimarySmtpAddress": body.address, "Server": server}
-        detail = _describe_changes({key: value for key, value in given.items() if value})
+        server = body.server
+
+        def detail_of(server: str | None) -> str:
+            given = {"Name": body.name, "PrimarySmtpAddress": body.address, "Server": server}
+            described = _describe_changes({key: value for key, value in given.items() if value})
+            return f"{described}; {NOT_RECORDED}"
 
         async def change() -> Mailbox:
             mailbox = await directory.add_mailbox(
@@ -555,8 +570,10 @@ def admin_router(context: ControlContext) -> APIRouter:
             RECIPIENT_CHANGE,
             "New-Mailbox",
             body.name,
-            f"{detail}; {NOT_RECORDED}",
+            detail_of(server),
             change,
+            # The server the mailbox went to, whether asked for or chosen by placement.
+            lambda mailbox: detail_of(mailbox.server),
         )
         return _mailbox_view(mailbox)
 
@@ -748,6 +765,7 @@ def admin_router(context: ControlContext) -> APIRouter:
                 fqdn=server.fqdn,
                 roles=sorted(role.value for role in server.roles),
                 proxy_host=server.proxy_host,
+                control_url=server.control_url,
             )
             for server in await directory.list_servers()
         ]

@@ -32,6 +32,10 @@ def _iso(when: datetime.datetime | str | None) -> str | None:
     return when.isoformat() if isinstance(when, datetime.datetime) else when
 
 
+#: The endpoints that act on another computer when given ``?server=``.
+REMOTE_PATHS = ("/services", "/log")
+
+
 class HostNotRunningError(Exception):
     """Nothing answers on the control socket."""
 
@@ -53,9 +57,18 @@ class HostControlError(Exception):
 class HostClient:
     """Talks to one service host, over its Unix socket or over HTTPS."""
 
-    def __init__(self, client: httpx.Client, where: str) -> None:
+    def __init__(self, client: httpx.Client, where: str, server: str | None = None) -> None:
         self._client = client
         self.where = where
+        #: The computer whose services and log this client acts on; None is the host's own.
+        self.server = server
+
+    def on_server(self, server: str | None) -> HostClient:
+        """The same host, acting on ``server``'s services through that computer's host.
+
+        It shares this client's connection: close one of them only.
+        """
+        return HostClient(self._client, self.where, server)
 
     @classmethod
     def local(cls, socket_path: Path, *, timeout: float = 30) -> Self:
@@ -95,6 +108,8 @@ class HostClient:
         timeout: httpx.Timeout | None = None,
     ) -> object:
         given = None if params is None else {k: v for k, v in params.items() if v is not None}
+        if self.server is not None and path.startswith(REMOTE_PATHS):
+            given = {**(given or {}), "server": self.server}
         try:
             response = self._client.request(
                 method,
@@ -266,6 +281,27 @@ class HostClient:
     def servers(self) -> list[View]:
         """Get-ExchangeServer: ``name``, ``fqdn``, ``roles`` and ``proxy_host`` of each."""
         return cast("list[View]", self._call("GET", "/servers"))
+
+    def new_move_request(self, identity: str, target_server: str) -> View:
+        """New-MoveRequest: move a mailbox to another Mailbox server."""
+        body = {"identity": identity, "target_server": target_server}
+        return cast("View", self._call("POST", "/move-requests", body=body))
+
+    def move_requests(self) -> list[View]:
+        """Get-MoveRequest: every move."""
+        return cast("list[View]", self._call("GET", "/move-requests"))
+
+    def move_request(self, identity: str) -> View:
+        """Get-MoveRequest -Identity: one mailbox's move."""
+        return cast("View", self._call("GET", f"/move-requests/{_segment(identity)}"))
+
+    def resume_move_request(self, identity: str) -> View:
+        """Resume-MoveRequest: take a move up again where it stands."""
+        return cast("View", self._call("POST", f"/move-requests/{_segment(identity)}/resume"))
+
+    def remove_move_request(self, identity: str) -> View:
+        """Remove-MoveRequest: forget a finished move or cancel one before its switch."""
+        return cast("View", self._call("DELETE", f"/move-requests/{_segment(identity)}"))
 
     def wait_while_pending(
         self,

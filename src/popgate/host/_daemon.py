@@ -25,6 +25,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from popgate._setup import register_endpoint
 from popgate.directory import Directory
 from popgate.home import Home
 from popgate.host._api import ControlContext, PeerCredentials, create_app
@@ -197,6 +198,8 @@ async def _run(
     server = await directory.get_server(server_name)
     if server is None:
         raise HostError(f"server {server_name} is not in the directory; run 'popgate setup'")
+    # Other hosts find this one's control API, and the certificate to trust, in the directory.
+    await register_endpoint(directory, home, server_name, https_binding)
     # SERVICES lists the front end first: shutdown stops dependents before what they use.
     installed = [service for service in SERVICES if service.role in server.roles]
     reset_metrics_dir(home.metrics_dir)
@@ -249,6 +252,7 @@ async def _run(
             f", HTTPS {https_binding}" if https_binding else "",
         )
         await asyncio.gather(*automatic)
+        await context.mover.resume_all()
         notify("READY=1")
         if when_up is not None:
             await when_up(
@@ -265,6 +269,7 @@ async def _run(
     finally:
         notify("STOPPING=1")
         logger.info("service host is stopping")
+        await context.mover.close()
         await host.shutdown()
         for uvicorn_server, _task in served:
             uvicorn_server.should_exit = True

@@ -19,7 +19,17 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from popgate.host._api import ApiError, Caller, ControlContext, login, service_status
+from popgate.host._api import (
+    ApiError,
+    Caller,
+    ControlContext,
+    ServiceStatus,
+    login,
+    on_behalf,
+    service_status,
+)
+from popgate.host._common import API_PREFIX
+from popgate.host._peers import PeerError
 from popgate.host._sessions import SESSION_COOKIE, Session
 
 __all__ = [
@@ -94,7 +104,7 @@ def signed_in(request: Request) -> Session | RedirectResponse:
 
 def page_caller(session: Session) -> Caller:
     """The session as the API's caller (its rights: ``may_read``, ``may_control``, ...)."""
-    return Caller(session.name, session.origin, session.role_groups)
+    return Caller(session.name, session.origin, session.role_groups, directory_account=True)
 
 
 def render_page(
@@ -110,6 +120,24 @@ def render_page(
         server=_context(request).home.server_name,
         **values,
     )
+
+
+async def _remote_services(
+    context: ControlContext, caller: Caller, server: str
+) -> tuple[list[ServiceStatus], str]:
+    """Another computer's services, through its host; or why they cannot be shown."""
+    path = f"{API_PREFIX}/services"
+    try:
+        answer = await context.peers.call(server, on_behalf(caller), "GET", path)
+    except PeerError as error:
+        return [], error.message
+    if answer.status_code != 200:
+        try:
+            reason = str(answer.json()["error"]["message"])
+        except (ValueError, KeyError, TypeError):
+            reason = f"HTTP {answer.status_code}"
+        return [], f"{server}: {reason}"
+    return [ServiceStatus.model_validate(item) for item in answer.json()], ""
 
 
 def _safe_next(target: str) -> str:
@@ -206,20 +234,31 @@ def ecp_router() -> APIRouter:
         return response
 
     @router.get("/services")
-    async def services(request: Request) -> Response:
+    async def services(request: Request, server: str = "") -> Response:
         session = signed_in(request)
         if not isinstance(session, Session):
             return session
-        host = _context(request).host
+        context = _context(request)
+        caller = page_caller(session)
+        remote = None if context.peers.is_local(server or None) else server.strip().lower()
+        unreachable = ""
+        if remote is None:
+            host = context.host
+            shown = [service_status(host, process) for process in host.processes.values()]
+        else:
+            shown, unreachable = await _remote_services(context, caller, remote)
         return render_page(
             request,
             session,
             "services.html",
             "services",
-            may_control=page_caller(session).may_control,
+            may_control=caller.may_control,
             logon_as=LOGON_AS,
-            services=[service_status(host, process) for process in host.processes.values()],
+            services=shown,
             status_text=STATUS_TEXT,
+            target=remote or context.home.server_name,
+            remote=remote,
+            unreachable=unreachable,
         )
 
     return router

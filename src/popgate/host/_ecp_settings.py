@@ -30,7 +30,6 @@ from popgate.directory import (
     format_setting,
 )
 from popgate.host._api import ControlContext
-from popgate.host._common import DEFAULT_HTTPS_BINDING, parse_https_binding
 from popgate.host._ecp import ECP_PREFIX, page_caller, render_page, signed_in
 from popgate.host._sessions import Session
 from popgate.services import BACKEND, FRONTEND
@@ -385,8 +384,6 @@ def _context(request: Request) -> ControlContext:
 def pages() -> APIRouter:
     """The routes of the Servers and POP3 settings pages."""
     router = APIRouter(prefix=ECP_PREFIX, include_in_schema=False)
-    # Other computers' hosts are assumed to serve the admin center on the default port.
-    https_port = parse_https_binding(DEFAULT_HTTPS_BINDING)[1]
 
     @router.get("/servers")
     async def servers(request: Request) -> Response:
@@ -399,7 +396,6 @@ def pages() -> APIRouter:
             "servers.html",
             "servers",
             may_read=page_caller(session).may_read,
-            https_port=https_port,
         )
 
     @router.get("/pop3")
@@ -429,7 +425,6 @@ def pages() -> APIRouter:
             may_change=caller.may_control,
             groups=FORM,
             restartable=restartable,
-            https_port=https_port,
         )
 
     return router

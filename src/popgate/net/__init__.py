@@ -9,7 +9,12 @@ from popgate.net._session import (
     SessionTimers,
     format_address,
 )
-from popgate.net._tls import TlsConfigError, create_self_signed_certificate, server_context
+from popgate.net._tls import (
+    TlsConfigError,
+    create_self_signed_certificate,
+    pinned_context,
+    server_context,
+)
 
 __all__ = [
     "Exchange",
@@ -19,5 +24,6 @@ __all__ = [
     "TlsConfigError",
     "create_self_signed_certificate",
     "format_address",
+    "pinned_context",
     "server_context",
 ]

@@ -97,6 +97,10 @@ class SessionTimers:
         self._deadline = time.monotonic() + pre_authenticated
         self._authenticated_phase = False
 
+    def use_authenticated_timeout(self, seconds: float) -> None:
+        """Change the idle limit after authentication (before it begins to count)."""
+        self._authenticated = seconds
+
     def command_answered(self, state: State) -> None:
         """Account for one valid command answered in ``state``."""
         if state in (State.TRANSACTION, State.UPDATE):

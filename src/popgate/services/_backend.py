@@ -60,7 +60,20 @@ from popgate.store import (
     MessageInfo,
 )
 
-__all__ = ["FRONTEND_PRINCIPAL_PREFIX", "BackendConfig", "BackendSession"]
+__all__ = [
+    "FRONTEND_PRINCIPAL_PREFIX",
+    "IDLE_TIMEOUT_ATTRIBUTE",
+    "MAX_COMMAND_SIZE_ATTRIBUTE",
+    "BackendConfig",
+    "BackendSession",
+]
+
+#: XCLIENT attributes with the front end's MaxCommandSize and AuthenticatedConnectionTimeout
+#: (seconds): Client Access settings, which apply to the proxied session when roles are split.
+MAX_COMMAND_SIZE_ATTRIBUTE = "MAXCMD"
+IDLE_TIMEOUT_ATTRIBUTE = "IDLE"
+MAX_COMMAND_SIZE_RANGE = range(40, 1025)
+IDLE_TIMEOUT_RANGE = range(30, 86_401)
 
 logger = logging.getLogger("popgate.backend")
 
@@ -299,6 +312,19 @@ class BackendSession(LoginSession):
         )
         return await self.authorize(mailbox)
 
+    def _frontend_setting(self, attribute: str, own: int, valid: range) -> int:
+        """A Client Access setting the trusted front end sent in XCLIENT, else our own."""
+        sent = self.client_attributes.get(attribute, "")
+        if self.frontend is None or not sent.isdigit() or int(sent) not in valid:
+            return own
+        return int(sent)
+
+    def _moved(self) -> Reply:
+        self.note("MailboxMoved")
+        return Err(
+            "The mailbox has just moved to another server; log in again.", ResponseCode.SYS_TEMP
+        )
+
     async def authenticated(self, mailbox: Mailbox) -> Reply:
         """Open the maildrop under its lock."""
         if mailbox.server is not None and mailbox.server != self.config.server.name:
@@ -311,14 +337,31 @@ class BackendSession(LoginSession):
             try:
                 maildrop = await store.open(mailbox.guid)
             except MailboxNotFound:
+                # No maildrop yet, or a move just took it to another server.
+                current = await self.config.directory.get_mailbox_by_guid(mailbox.guid)
+                if current is None or current.server not in (None, self.config.server.name):
+                    return self._moved()
                 await store.create_mailbox(mailbox.guid)
-                maildrop = await store.open(mailbox.guid)
+                try:
+                    maildrop = await store.open(mailbox.guid)
+                except MailboxNotFound:
+                    return self._moved()
         except MailboxLocked:
             self.metrics.lock_conflict()
             self.note("MailboxInUse")
             return Err("The mailbox is in use by another session.", ResponseCode.IN_USE)
         self.mailbox, self.maildrop = mailbox, maildrop
-        self.connection.max_command_size = self.config.settings.max_command_size
+        settings = self.config.settings
+        self.connection.max_command_size = self._frontend_setting(
+            MAX_COMMAND_SIZE_ATTRIBUTE, settings.max_command_size, MAX_COMMAND_SIZE_RANGE
+        )
+        self.timers.use_authenticated_timeout(
+            self._frontend_setting(
+                IDLE_TIMEOUT_ATTRIBUTE,
+                int(settings.authenticated_connection_timeout.total_seconds()),
+                IDLE_TIMEOUT_RANGE,
+            )
+        )
         messages = maildrop.messages
         if self.config.settings.message_retrieval_sort_order is SortOrder.DESCENDING:
             messages = tuple(reversed(messages))

@@ -14,7 +14,7 @@ from enum import Enum
 
 from popgate.directory import Directory, Mailbox, Server
 from popgate.services._metrics import ServiceMetrics
-from popgate.store import MailboxNotFound, MailStore
+from popgate.store import MailboxNotFound, MailStore, StoreError
 
 __all__ = ["MAX_MESSAGE_SIZE", "Deliverer", "Delivery", "Outcome"]
 
@@ -87,22 +87,34 @@ class Deliverer:
                    delivery.detail)  # fmt: skip
         return delivery
 
-    async def _deliver(self, mailbox: Mailbox, content: bytes) -> Delivery:
-        if mailbox.server is not None and mailbox.server != self.server.name:
-            return Delivery(Outcome.FAILED, f"the mailbox is held by server {mailbox.server}")
+    async def _deliver(self, found: Mailbox, content: bytes) -> Delivery:
         try:
-            try:
-                count, size = await self.store.stats(mailbox.guid)
-            except MailboxNotFound:
-                await self.store.create_mailbox(mailbox.guid)
-                count, size = 0, 0
-            quota = mailbox.prohibit_send_receive_quota
-            if quota is not None and size + len(content) > quota:
-                return Delivery(
-                    Outcome.OVER_QUOTA,
-                    f"the mailbox holds {size} bytes in {count} messages and may hold {quota}",
-                )
-            uid = await self.store.deliver(mailbox.guid, content)
+            async with self.store.delivery_guard(found.guid):
+                # Asked under the guard: a move cannot switch the mailbox away until we are done.
+                mailbox = await self.directory.get_mailbox_by_guid(found.guid)
+                if mailbox is None:
+                    return Delivery(Outcome.UNKNOWN_RECIPIENT, "the mailbox was just removed")
+                if mailbox.server is not None and mailbox.server != self.server.name:
+                    return Delivery(
+                        Outcome.FAILED, f"the mailbox is held by server {mailbox.server}"
+                    )
+                return await self._store(mailbox, content)
+        except StoreError as error:
+            return Delivery(Outcome.FAILED, str(error))
         except OSError as error:
             return Delivery(Outcome.FAILED, f"the store could not save it: {error.strerror}")
+
+    async def _store(self, mailbox: Mailbox, content: bytes) -> Delivery:
+        try:
+            count, size = await self.store.stats(mailbox.guid)
+        except MailboxNotFound:
+            await self.store.create_mailbox(mailbox.guid)
+            count, size = 0, 0
+        quota = mailbox.prohibit_send_receive_quota
+        if quota is not None and size + len(content) > quota:
+            return Delivery(
+                Outcome.OVER_QUOTA,
+                f"the mailbox holds {size} bytes in {count} messages and may hold {quota}",
+            )
+        uid = await self.store.deliver(mailbox.guid, content)
         return Delivery(Outcome.DELIVERED, f"saved as {uid}", uid)

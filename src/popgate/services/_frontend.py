@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from popgate.directory import Directory, LoginType, Mailbox, PopSettings, Server
 from popgate.home import Home
-from popgate.net import SessionTimers
+from popgate.net import SessionTimers, pinned_context
 from popgate.protocol import (
     Auth,
     Capa,
@@ -40,7 +40,12 @@ from popgate.protocol import (
     capabilities,
     plain_initial_response,
 )
-from popgate.services._backend import FRONTEND_PRINCIPAL_PREFIX, SIGN_OFF
+from popgate.services._backend import (
+    FRONTEND_PRINCIPAL_PREFIX,
+    IDLE_TIMEOUT_ATTRIBUTE,
+    MAX_COMMAND_SIZE_ATTRIBUTE,
+    SIGN_OFF,
+)
 from popgate.services._login import LOGON_FAILURE, LoginSession
 from popgate.services._metrics import ServiceMetrics
 from popgate.services._protocol_log import ProtocolLog
@@ -113,7 +118,8 @@ class FrontendConfig:
     settings: PopSettings
     home: Home
     tls: ssl.SSLContext
-    backend_tls: ssl.SSLContext
+    #: Client contexts pinned to each Mailbox server's registered certificate, by PEM.
+    backend_tls: dict[str, ssl.SSLContext] = field(default_factory=dict)
     proxy_secret: str
     limits: ConnectionLimits
     throttle: LoginThrottle
@@ -339,11 +345,18 @@ class FrontendSession(LoginSession):
         server = await config.directory.get_server(target)
         if server is None:
             raise OSError(f"mailbox server {target!r} is not in the directory")
+        if server.certificate_pem is None:
+            raise OSError(f"mailbox server {target!r} has registered no certificate yet")
+        context = config.backend_tls.get(server.certificate_pem)
+        if context is None:
+            context = config.backend_tls[server.certificate_pem] = pinned_context(
+                server.certificate_pem
+            )
         settings = await config.directory.get_pop_settings(target, effective=True)
         return await asyncio.open_connection(
             server.proxy_host,
             settings.proxy_target_port,
-            ssl=config.backend_tls,
+            ssl=context,
             server_hostname=server.proxy_host,
             limit=RELAY_CHUNK,
         )
@@ -366,7 +379,17 @@ class FrontendSession(LoginSession):
         if not isinstance(await reply(), Ok):
             raise BackendProtocolError("backend greeting was not +OK")
         host, _, port = self.peer.rpartition(":")
-        attributes = {"ADDR": host.strip("[]") or "unknown", "SESSION": self.session_id}
+        settings = self.config.settings
+        attributes = {
+            "ADDR": host.strip("[]") or "unknown",
+            "SESSION": self.session_id,
+            # Client Access settings that govern the rest of the session, which the backend
+            # parses: with the roles split, this server's values apply, not the backend's.
+            MAX_COMMAND_SIZE_ATTRIBUTE: str(settings.max_command_size),
+            IDLE_TIMEOUT_ATTRIBUTE: str(
+                int(settings.authenticated_connection_timeout.total_seconds())
+            ),
+        }
         if port.isdigit():
             attributes["PORT"] = port
         writer.write(client.send(Xclient(attributes=attributes)))

@@ -153,7 +153,8 @@ async def run_service(
         if service is DELIVERY:
             started = await _start_delivery(home, directory, server, tracker, metrics)
         elif service is BACKEND:
-            tls = _tls_context(home, settings)
+            # The proxy hop presents the server's own certificate: the one front ends pin.
+            tls = server_context(home.certificate, home.private_key)
             started = await _start_backend(home, directory, server, settings, tls, tracker, metrics)
         else:
             tls = _tls_context(home, settings)
@@ -280,11 +281,6 @@ async def _start_frontend(
     *,
     reuse_port: bool,
 ) -> Started:
-    # Exchange's front end trusts the Mailbox server's self-signed certificate: the hop is
-    # encrypted, and the backend authenticates the front end by its proxy secret.
-    backend_tls = ssl.create_default_context()
-    backend_tls.check_hostname = False
-    backend_tls.verify_mode = ssl.CERT_NONE
     try:
         secret = home.proxy_secret_file.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
@@ -297,7 +293,6 @@ async def _start_frontend(
         settings=settings,
         home=home,
         tls=tls,
-        backend_tls=backend_tls,
         proxy_secret=secret,
         limits=ConnectionLimits(
             max_connections=settings.max_connections,

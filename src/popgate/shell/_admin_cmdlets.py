@@ -161,7 +161,17 @@ def set_pop_settings(invocation: Invocation) -> Iterable[object]:
             "Changes to POP3 settings will only take effect after all Microsoft Exchange POP3 "
             f"services are restarted on server {answer['server']}."
         )
+        if idle := answer.get("without_effect"):
+            invocation.warn(_without_effect(answer["server"], idle))
     return []
+
+
+def _without_effect(server: str, names: list[str]) -> str:
+    return (
+        f"Server {server} does not use {', '.join(names)}: with the roles on separate "
+        "servers, each setting takes effect on the role that owns it (Client Access or "
+        "Mailbox). Set them on the servers of that role with -Server."
+    )
 
 
 # --- mailboxes ---------------------------------------------------------------------------
@@ -411,6 +421,59 @@ def get_exchange_server(invocation: Invocation) -> Iterable[object]:
     ]
 
 
+def _move_object(view: Mapping[str, Any]) -> PSObject:
+    return PSObject(
+        "Microsoft.Exchange.Management.RecipientTasks.MoveRequestStatistics",
+        {
+            "DisplayName": view["identity"],
+            "Name": view["identity"],
+            "Status": view["status"],
+            "SourceServer": view["source_server"],
+            "TargetServer": view["target_server"],
+            "StatusDetail": view["detail"],
+            "MailboxGuid": view["mailbox_guid"],
+            "RequestedBy": view["requested_by"],
+        },
+        table=("DisplayName", "Status", "SourceServer", "TargetServer"),
+    )
+
+
+def new_move_request(invocation: Invocation) -> Iterable[object]:
+    """New-MoveRequest -Identity NAME -TargetServer SERVER: copy, switch, clean up."""
+    target = invocation.string("TargetServer") or ""
+    moved = []
+    for identity in _identities(invocation):
+        view = _call(invocation, identity, invocation.client.new_move_request, identity, target)
+        if view is not None:
+            moved.append(_move_object(view))
+    return moved
+
+
+def get_move_request(invocation: Invocation) -> Iterable[object]:
+    """Get-MoveRequest [[-Identity] NAME]: where each move stands."""
+    identity = invocation.string("Identity")
+    if identity is not None:
+        view = _call(invocation, identity, invocation.client.move_request, identity)
+        return [] if view is None else [_move_object(view)]
+    views = _call(invocation, "", invocation.client.move_requests) or []
+    return [_move_object(view) for view in views]
+
+
+def resume_move_request(invocation: Invocation) -> Iterable[object]:
+    """Resume-MoveRequest -Identity NAME: take a failed or interrupted move up again."""
+    for identity in _identities(invocation):
+        _call(invocation, identity, invocation.client.resume_move_request, identity)
+    return []
+
+
+def remove_move_request(invocation: Invocation) -> Iterable[object]:
+    """Remove-MoveRequest -Identity NAME: forget a finished move, or cancel one in progress."""
+    for identity in _identities(invocation):
+        if _confirmed(invocation, f'Removing the move request of "{identity}".', identity):
+            _call(invocation, identity, invocation.client.remove_move_request, identity)
+    return []
+
+
 def search_admin_audit_log(invocation: Invocation) -> Iterable[object]:
     """Search-AdminAuditLog [-Cmdlets] [-UserIds] [-StartDate] [-EndDate] [-ResultSize]."""
     result_size = invocation.args.get("ResultSize", 1000)
@@ -641,6 +704,42 @@ ADMIN_CMDLETS: tuple[Cmdlet, ...] = (
         ),
         remove_role_group_member,
         error_class=f"{TASKS}.RbacTasks.RemoveRoleGroupMember",
+    ),
+    Cmdlet(
+        "New-MoveRequest",
+        "Moves a mailbox to another Mailbox server, keeping every message and UIDL.",
+        (
+            IDENTITY,
+            Param(
+                "TargetServer",
+                Kind.STRING,
+                aliases=("TargetDatabase",),
+                help="The Mailbox server to move it to.",
+            ),
+        ),
+        new_move_request,
+        error_class=f"{TASKS}.RecipientTasks.NewMoveRequest",
+    ),
+    Cmdlet(
+        "Get-MoveRequest",
+        "Shows mailbox moves and where each stands.",
+        (IDENTITY,),
+        get_move_request,
+        error_class=f"{TASKS}.RecipientTasks.GetMoveRequest",
+    ),
+    Cmdlet(
+        "Resume-MoveRequest",
+        "Takes a failed or interrupted mailbox move up again.",
+        (IDENTITY,),
+        resume_move_request,
+        error_class=f"{TASKS}.RecipientTasks.ResumeMoveRequest",
+    ),
+    Cmdlet(
+        "Remove-MoveRequest",
+        "Forgets a finished move, or cancels one before the mailbox switches servers.",
+        (IDENTITY, CONFIRM),
+        remove_move_request,
+        error_class=f"{TASKS}.RecipientTasks.RemoveMoveRequest",
     ),
     Cmdlet(
         "Get-ExchangeServer",

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
-from popgate.host._client import HostControlError, ServiceView
+from popgate.host._client import HostClient, HostControlError, ServiceView
 from popgate.host._common import (
     ERROR_ACCESS_DENIED,
     ERROR_SERVICE_ALREADY_RUNNING,
@@ -24,9 +25,20 @@ COMMANDS = "Microsoft.PowerShell.Commands"
 CONTROLLER = "System.ServiceProcess.ServiceController:ServiceController"
 STARTUP_TYPES = ("Automatic", "Manual", "Disabled")
 PENDING = ("StartPending", "StopPending")
+#: PowerShell's name for the local computer.
+LOCAL = "."
 
 
-def service_object(view: ServiceView) -> PSObject:
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One service to act on, the computer it is on, and the client that reaches it."""
+
+    client: HostClient
+    view: ServiceView
+    machine: str
+
+
+def service_object(view: ServiceView, machine: str = LOCAL) -> PSObject:
     """A ServiceController: what Get-Service returns, shown as Status, Name, DisplayName."""
     return PSObject(
         "System.ServiceProcess.ServiceController",
@@ -36,7 +48,7 @@ def service_object(view: ServiceView) -> PSObject:
             "DisplayName": view["display_name"],
             "StartType": view["startup_type"],
             "ServiceName": view["name"],
-            "MachineName": ".",
+            "MachineName": machine,
             "CanStop": view["status"] == "Running",
             "ServiceType": "Win32OwnProcess",
             "DependentServices": [],
@@ -65,36 +77,49 @@ def _not_found(cmdlet: Cmdlet, name: str, *, display: bool) -> CmdletError:
     )
 
 
-def _selected(invocation: Invocation) -> Iterator[ServiceView]:
-    """The services named by -Name, -DisplayName or the pipeline, in Get-Service's order.
+def _on(invocation: Invocation, machine: str) -> HostClient:
+    """The client for ``machine``: this computer's host, or through it another's."""
+    return invocation.client.on_server(None if machine in (LOCAL, "localhost") else machine)
+
+
+def _selected(invocation: Invocation) -> Iterator[Target]:
+    """The services named by -Name, -DisplayName or the pipeline, in Get-Service's order,
+    on each computer of -ComputerName (or the one a piped service came from).
 
     A name without wildcards that matches nothing is a non-terminating error; a wildcard
     that matches nothing is silently empty, as in PowerShell.
     """
-    services = sorted(invocation.client.services(), key=lambda view: view["name"].casefold())
-    piped = [item for item in invocation.input if item is not None]
-    wanted: list[tuple[str, bool]] = [(name, False) for name in invocation.strings("Name")]
-    wanted += [(name, True) for name in invocation.strings("DisplayName")]
-    for item in piped:
-        name = item.get("Name") if isinstance(item, PSObject) else item
-        wanted.append((str(name), False))
+    computers = invocation.strings("ComputerName") or [LOCAL]
+    wanted: list[tuple[str, bool, str]] = []
+    for machine in computers:
+        wanted += [(name, False, machine) for name in invocation.strings("Name")]
+        wanted += [(name, True, machine) for name in invocation.strings("DisplayName")]
+    for item in invocation.input:
+        if isinstance(item, PSObject):
+            wanted.append((str(item.get("Name")), False, str(item.get("MachineName") or LOCAL)))
+        elif item is not None:
+            wanted += [(str(item), False, machine) for machine in computers]
     if not wanted and not invocation.input:
-        wanted = [("*", False)]
-    seen: set[str] = set()
-    for name, by_display in wanted:
+        wanted = [("*", False, machine) for machine in computers]
+    listed: dict[str, list[ServiceView]] = {}
+    seen: set[tuple[str, str]] = set()
+    for name, by_display, machine in wanted:
+        client = _on(invocation, machine)
+        if machine not in listed:
+            listed[machine] = sorted(client.services(), key=lambda view: view["name"].casefold())
         field = "display_name" if by_display else "name"
-        matches = [view for view in services if wildcard_match(name, view[field])]
+        matches = [view for view in listed[machine] if wildcard_match(name, view[field])]
         if not matches and not has_wildcards(name):
             invocation.error(_not_found(invocation.cmdlet, name, display=by_display))
         for view in matches:
-            if view["name"] not in seen:
-                seen.add(view["name"])
-                yield view
+            if (machine, view["name"]) not in seen:
+                seen.add((machine, view["name"]))
+                yield Target(client, view, machine)
 
 
-def _wait(invocation: Invocation, view: ServiceView, verb: str) -> ServiceView:
+def _wait(invocation: Invocation, target: Target, verb: str) -> ServiceView:
     """Poll until the service leaves its pending state, warning every slice as PowerShell."""
-    client = invocation.client
+    client, view = target.client, target.view
     slice_ends = time.monotonic() + invocation.shell.wait_slice
     while True:
         current = client.service(view["name"])
@@ -107,15 +132,16 @@ def _wait(invocation: Invocation, view: ServiceView, verb: str) -> ServiceView:
 
 
 def _control_error(
-    invocation: Invocation, view: ServiceView, error: HostControlError, verb: str
+    invocation: Invocation, target: Target, error: HostControlError, verb: str
 ) -> CmdletError:
     """Start/Stop refused: PowerShell's wording for access denied and disabled."""
+    view = target.view
     name = view["name"]
     past = {"start": "started", "stop": "stopped"}[verb]
     if error.code == ERROR_ACCESS_DENIED:
-        reason = f"Cannot open {name} service on computer '.'."
+        reason = f"Cannot open {name} service on computer '{target.machine}'."
     elif error.code == ERROR_SERVICE_DISABLED:
-        reason = f"Cannot start service {name} on computer '.'."
+        reason = f"Cannot start service {name} on computer '{target.machine}'."
     else:
         reason = str(error)
     return CmdletError(
@@ -129,18 +155,19 @@ def _control_error(
     )
 
 
-def _start(invocation: Invocation, view: ServiceView) -> ServiceView | None:
+def _start(invocation: Invocation, target: Target) -> ServiceView | None:
     """Start one service and wait; the final view, or None after writing an error."""
+    client, view = target.client, target.view
     if view["status"] == "Running":
         return view  # ERROR_SERVICE_ALREADY_RUNNING is swallowed, as Start-Service does
     try:
-        invocation.client.start(view["name"])
+        client.start(view["name"])
     except HostControlError as error:
         if error.code == ERROR_SERVICE_ALREADY_RUNNING:
-            return invocation.client.service(view["name"])
-        invocation.error(_control_error(invocation, view, error, "start"))
+            return client.service(view["name"])
+        invocation.error(_control_error(invocation, target, error, "start"))
         return None
-    final = _wait(invocation, view, "start")
+    final = _wait(invocation, target, "start")
     if final["status"] != "Running":
         if final["last_error"]:
             invocation.warn(f"{view['name']}: {final['last_error']}")
@@ -157,19 +184,20 @@ def _start(invocation: Invocation, view: ServiceView) -> ServiceView | None:
     return final
 
 
-def _stop(invocation: Invocation, view: ServiceView, *, wait: bool) -> ServiceView | None:
+def _stop(invocation: Invocation, target: Target, *, wait: bool) -> ServiceView | None:
+    client, view = target.client, target.view
     if view["status"] == "Stopped":
         return view
     try:
-        invocation.client.stop(view["name"])
+        client.stop(view["name"])
     except HostControlError as error:
         if error.code == ERROR_SERVICE_NOT_ACTIVE:
-            return invocation.client.service(view["name"])
-        invocation.error(_control_error(invocation, view, error, "stop"))
+            return client.service(view["name"])
+        invocation.error(_control_error(invocation, target, error, "stop"))
         return None
     if not wait:
-        return invocation.client.service(view["name"])
-    final = _wait(invocation, view, "stop")
+        return client.service(view["name"])
+    final = _wait(invocation, target, "stop")
     if final["status"] != "Stopped":
         invocation.error(
             CmdletError(
@@ -186,44 +214,44 @@ def _stop(invocation: Invocation, view: ServiceView, *, wait: bool) -> ServiceVi
 
 def get_service(invocation: Invocation) -> Iterable[object]:
     """Get-Service."""
-    return [service_object(view) for view in _selected(invocation)]
+    return [service_object(target.view, target.machine) for target in _selected(invocation)]
 
 
 def start_service(invocation: Invocation) -> Iterable[object]:
     """Start-Service: silent unless -PassThru."""
-    for view in list(_selected(invocation)):
-        final = _start(invocation, view)
+    for target in list(_selected(invocation)):
+        final = _start(invocation, target)
         if final is not None and invocation.switch("PassThru"):
-            yield service_object(final)
+            yield service_object(final, target.machine)
 
 
 def stop_service(invocation: Invocation) -> Iterable[object]:
     """Stop-Service (-Force accepted: no popgate service has dependents; -NoWait)."""
-    for view in list(_selected(invocation)):
-        final = _stop(invocation, view, wait=not invocation.switch("NoWait"))
+    for target in list(_selected(invocation)):
+        final = _stop(invocation, target, wait=not invocation.switch("NoWait"))
         if final is not None and invocation.switch("PassThru"):
-            yield service_object(final)
+            yield service_object(final, target.machine)
 
 
 def restart_service(invocation: Invocation) -> Iterable[object]:
     """Restart-Service: stop (if running), then start."""
-    for view in list(_selected(invocation)):
-        stopped = _stop(invocation, view, wait=True)
+    for target in list(_selected(invocation)):
+        stopped = _stop(invocation, target, wait=True)
         if stopped is None:
             continue
-        final = _start(invocation, stopped)
+        final = _start(invocation, Target(target.client, stopped, target.machine))
         if final is not None and invocation.switch("PassThru"):
-            yield service_object(final)
+            yield service_object(final, target.machine)
 
 
 def set_service(invocation: Invocation) -> Iterable[object]:
     """Set-Service -StartupType."""
     startup_type = invocation.string("StartupType")
-    for view in list(_selected(invocation)):
-        final = view
+    for target in list(_selected(invocation)):
+        view = final = target.view
         if startup_type is not None:
             try:
-                final = invocation.client.set_startup_type(view["name"], startup_type)
+                final = target.client.set_startup_type(view["name"], startup_type)
             except HostControlError as error:
                 reason = "Access is denied" if error.access_denied else str(error)
                 invocation.error(
@@ -238,7 +266,7 @@ def set_service(invocation: Invocation) -> Iterable[object]:
                 )
                 continue
         if invocation.switch("PassThru"):
-            yield service_object(final)
+            yield service_object(final, target.machine)
 
 
 def net(invocation: Invocation) -> Iterable[object]:
@@ -269,12 +297,18 @@ def _selection_params(*, pipeline: bool = True) -> tuple[Param, ...]:
 
 
 PASS_THRU = Param("PassThru", Kind.SWITCH, help="Return the service object.")
+COMPUTER_NAME = Param(
+    "ComputerName",
+    Kind.STRINGS,
+    aliases=("Cn",),
+    help="Servers of the organization to act on, through their hosts; '.' is this one.",
+)
 
 SERVICE_CMDLETS: tuple[Cmdlet, ...] = (
     Cmdlet(
         "Get-Service",
         "Gets the services on the computer.",
-        _selection_params(),
+        (*_selection_params(), COMPUTER_NAME),
         get_service,
         aliases=("gsv",),
         error_class=f"{COMMANDS}.GetServiceCommand",
@@ -325,6 +359,7 @@ SERVICE_CMDLETS: tuple[Cmdlet, ...] = (
                 help="Automatic, Manual or Disabled.",
             ),
             PASS_THRU,
+            COMPUTER_NAME,
         ),
         set_service,
         error_class=f"{COMMANDS}.SetServiceCommand",

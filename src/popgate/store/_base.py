@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -113,6 +114,14 @@ class MailStore(Protocol):
         """``(message count, total CRLF octets)`` without taking the maildrop lock.
 
         :raises MailboxNotFound: the mailbox does not exist.
+        """
+        ...
+
+    def delivery_guard(self, guid: uuid.UUID) -> AbstractAsyncContextManager[None]:
+        """Held by a delivery from the check of the holding server to the write; a mailbox
+        move waits for it and holds it back (see ``_move``).
+
+        :raises StoreError: the mailbox stayed frozen by a move for too long.
         """
         ...
 

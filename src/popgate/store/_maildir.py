@@ -81,8 +81,8 @@ import tempfile
 import time
 import uuid
 import weakref
-from collections.abc import Collection, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Collection, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -480,6 +480,53 @@ def _take_session_lock(mailbox: Path) -> int:
     raise MailboxNotFound(mailbox.name)
 
 
+#: Where the delivery locks live: outside the maildirs, so that they outlast a moved copy.
+LOCKS_DIR = ".locks"
+#: How long a delivery waits for a mailbox frozen by a move before "try again later".
+DELIVERY_WAIT = 30.0
+_POLL = 0.02
+
+
+def _delivery_lock(root: Path, guid: uuid.UUID) -> int:
+    folder = root / LOCKS_DIR
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return os.open(folder / f"{guid}.deliver", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+
+def _lock_within(fd: int, operation: int, timeout: float) -> bool:
+    """flock ``operation`` on ``fd`` within ``timeout`` seconds (flock itself cannot time out)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, operation | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(_POLL)
+
+
+@asynccontextmanager
+async def _delivery_guard(root: Path, guid: uuid.UUID, wait: float) -> AsyncIterator[None]:
+    """Hold the mailbox's delivery lock shared: a delivery, which a freeze waits for.
+
+    :raises StoreError: the mailbox stayed frozen for ``wait`` seconds.
+    """
+
+    def take() -> int:
+        fd = _delivery_lock(root, guid)
+        if _lock_within(fd, fcntl.LOCK_SH, wait):
+            return fd
+        os.close(fd)
+        raise StoreError(f"mailbox {guid} is being moved; try again later")
+
+    fd = await asyncio.to_thread(take)
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
 class MaildirSession:
     """An open Maildir maildrop: the snapshot, reads, and UPDATE.
 
@@ -745,6 +792,16 @@ class MaildirStore:
         """
         entries, _ = await asyncio.to_thread(_refresh, self.mailbox_path(guid))
         return len(entries), sum(entry.size for entry in entries)
+
+    def delivery_guard(
+        self, guid: uuid.UUID, wait: float = DELIVERY_WAIT
+    ) -> AbstractAsyncContextManager[None]:
+        """Held by a delivery from the check of the holding server to the write; a mailbox
+        move waits for it and holds it back (see ``_move``).
+
+        :raises StoreError: the mailbox stayed frozen by a move for ``wait`` seconds.
+        """
+        return _delivery_guard(self._root, guid, wait)
 
     async def open(self, guid: uuid.UUID) -> MaildirSession:
         """Take the maildrop lock (without waiting), refresh the index, snapshot.

@@ -271,8 +271,9 @@
       pick.prepend(option);
     }
     const remote = document.querySelector(".remote-services");
-    if (here && remote) {
-      remote.querySelector("a").href = `https://${here.fqdn}:${remote.dataset.port}/ecp/services`;
+    if (here && here.control_url && remote) {
+      // This host manages that computer's services through its host.
+      remote.querySelector("a").href = `${remote.dataset.prefix}/services?server=${encodeURIComponent(here.name)}`;
       remote.hidden = false;
     }
   }

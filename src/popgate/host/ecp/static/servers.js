@@ -6,7 +6,6 @@
   const table = document.getElementById("servers");
   const body = table.tBodies[0];
   const home = table.dataset.home.toLowerCase();
-  const port = table.dataset.httpsPort;
   const prefix = table.dataset.prefix;
   const STATUS_TEXT = { Running: "Running", Stopped: "Stopped", StartPending: "Starting", StopPending: "Stopping" };
 
@@ -34,10 +33,11 @@
       services.append(element("ul", undefined, { class: "service-states", "aria-live": "polite" }));
       manage.append(link("Services", `${prefix}/services`), " ", settings);
     } else {
-      // Managing several computers from one admin center is a later feature.
-      services.append("Manage on its own host: ",
-        link(`Services on ${server.name}`, `https://${server.fqdn}:${port}/ecp/services`));
-      manage.append(settings);
+      // This host calls that computer's host for us (the same rights, audited there).
+      const remote = link(`Services on ${server.name}`,
+        `${prefix}/services?server=${encodeURIComponent(server.name)}`);
+      services.append(server.control_url ? remote : "No control API other computers can reach");
+      manage.append(server.control_url ? link("Services", remote.getAttribute("href")) : "", " ", settings);
     }
     tr.append(name, element("td", server.fqdn), element("td", server.roles.join(", "), { class: "roles" }),
       services, manage);

@@ -5,6 +5,8 @@
 (() => {
   const table = document.getElementById("services");
   const mayControl = table.dataset.mayControl === "true";
+  // Another computer's services go through this host to that computer's host (?server=).
+  const onServer = table.dataset.server ? `?server=${encodeURIComponent(table.dataset.server)}` : "";
   const menu = document.getElementById("menu");
   const dialog = document.getElementById("properties");
   const form = document.getElementById("properties-form");
@@ -52,7 +54,7 @@
   async function refresh() {
     let services;
     try {
-      services = await popgate.api("GET", "/services");
+      services = await popgate.api("GET", `/services${onServer}`);
     } catch (error) {
       popgate.alert(error.message);
       return;
@@ -81,7 +83,7 @@
     }
     popgate.clearAlert();
     try {
-      await popgate.api("POST", `/services/${encodeURIComponent(row.dataset.name)}/${action}`);
+      await popgate.api("POST", `/services/${encodeURIComponent(row.dataset.name)}/${action}${onServer}`);
     } catch (error) {
       popgate.alert(error.code === 5
         ? `You don't have permission to ${action} services: ${error.message}`
@@ -211,8 +213,8 @@
       delay: Number(form[`${step}_delay`].value || 0),
     }));
     try {
-      await popgate.api("PUT", `/services/${name}/startup-type`, { startup_type: form.startup_type.value });
-      await popgate.api("PUT", `/services/${name}/recovery`, {
+      await popgate.api("PUT", `/services/${name}/startup-type${onServer}`, { startup_type: form.startup_type.value });
+      await popgate.api("PUT", `/services/${name}/recovery${onServer}`, {
         actions,
         reset_after: Number(form.reset_days.value || 0) * 86400,
       });

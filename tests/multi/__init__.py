@@ -1,0 +1,1 @@
+"""popgate as an organization of several computers, each a Linux network namespace."""
