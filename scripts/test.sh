@@ -5,6 +5,8 @@ cd "$(dirname "$0")/.."
 needed=()
 # chromium: the browser the admin center tests drive through Playwright.
 for tool in curl mpop fetchmail openssl chromium swaks postfix; do command -v "$tool" >/dev/null || needed+=("$tool"); done
+# ip (iproute2): tests/multi builds an organization of four computers from network namespaces.
+command -v ip >/dev/null || needed+=(iproute2)
 if [ ${#needed[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq

@@ -28,12 +28,20 @@ from popgate.host._common import control_socket_path
 STARTUP_SECONDS = 20
 
 
+#: Ports handed out by free_port: the kernel may offer a port again as soon as the probe
+#: closes, and one installation takes several before any service binds them.
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+    """A TCP port that nothing listens on right now and that no other caller was given."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port: int = probe.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def insecure_client_context() -> ssl.SSLContext:

@@ -171,7 +171,11 @@ def test_both_services_log_every_command_under_one_session_id(
     assert [r["seqNumber"] for r in be] == [str(n) for n in range(len(be))]
     assert {r["cIp"] for r in be} == {client_address}
     port = client_address.split(":")[1]
-    assert be[1]["parameters"] == f"ADDR=127.0.0.1 SESSION={first} PORT={port}"
+    # The front end's MaxCommandSize and AuthenticatedConnectionTimeout go along: they are
+    # Client Access settings, which govern the proxied session too.
+    assert be[1]["parameters"] == (
+        f"ADDR=127.0.0.1 SESSION={first} MAXCMD=512 IDLE=1800 PORT={port}"
+    )
     assert be[2]["parameters"] == "PLAIN *****"
     assert be[2]["context"].startswith("R=ok;Msg=ProxiedBy=")
     assert all(r["user"] == "alice" for r in be[2:])

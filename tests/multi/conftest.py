@@ -332,7 +332,10 @@ class Organization:
 
     def add_mailbox(self, server: str, name: str, password: str) -> None:
         """``popgate mailbox add`` on Mailbox server ``server``: the mailbox lives there."""
-        self.popgate(server, "mailbox", "add", name, "--password-stdin", input=password + "\n")
+        self.popgate(
+            server, "mailbox", "add", name, "--server", server, "--password-stdin",
+            input=password + "\n",
+        )  # fmt: skip
 
     def deliver(
         self,

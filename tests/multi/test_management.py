@@ -8,14 +8,16 @@ role groups and audits the call itself.
 
 from __future__ import annotations
 
+import poplib
 import re
+from typing import cast
 
 import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
 from popgate.net import pinned_context
-from tests.multi.conftest import HTTPS_PORT, Organization
+from tests.multi.conftest import HTTPS_PORT, POP3S_PORT, Organization, insecure_client_context
 
 VIEWER, VIEWER_PASSWORD = "viewer", "viewer's long passphrase"
 BACKEND = "MSExchangePOP3BE"
@@ -168,3 +170,68 @@ def test_the_admin_center_of_cas1_stops_and_starts_the_backend_of_mbx2(
     with org.control("mbx2") as mbx2:
         entries = mbx2.search_audit(cmdlets=["Stop-Service"], user_ids=["Administrator"])
     assert entries[0]["origin"].endswith("via cas1")
+
+
+def test_each_setting_takes_effect_on_the_role_that_owns_it(organization: Organization) -> None:
+    org = organization
+    org.add_mailbox("mbx1", "frank", VIEWER_PASSWORD)
+    org.deliver("mbx1", "frank", [f"Subject: {n}\r\n\r\nmessage {n}\r\n".encode() for n in (1, 2)])
+    # LIST with a 50-digit argument: 57 octets with CRLF, over a MaxCommandSize of 40 and
+    # within the default 512 (where it is answered as a number out of range).
+    long_number = "9" * 50
+
+    def through(front_end: str) -> tuple[bytes, list[bytes]]:
+        client = poplib.POP3_SSL(
+            org.address(front_end), POP3S_PORT, context=insecure_client_context(), timeout=30
+        )
+        client.user("frank")
+        client.pass_(VIEWER_PASSWORD)
+        try:
+            # With a message number poplib returns the one-line answer (typeshed says not).
+            answer = cast("bytes", client.list(long_number))
+        except poplib.error_proto as refused:
+            answer = refused.args[0]
+        order = [line.split()[1] for line in client.uidl()[1]]
+        client.quit()
+        return answer, order
+
+    answer, ascending = through("cas1")
+    assert answer.startswith(b"-ERR ")
+    assert b"too long" not in answer
+
+    def configure(server: str, setting: str, value: str) -> str:
+        return org.popgate(
+            "cas1", "shell", "-c", f"Set-PopSettings -Server {server} -{setting} {value}"
+        ).stdout
+
+    def restart(server: str, service: str) -> None:
+        shell(org, "cas1", f"Get-Service -ComputerName {server} {service} | Restart-Service")
+
+    try:
+        # Client Access settings: on a Mailbox server they change nothing (and say so).
+        said = configure("mbx1", "MaxCommandSize", "40")
+        assert "Server mbx1 does not use MaxCommandSize" in said
+        restart("mbx1", BACKEND)
+        assert through("cas1")[0] == answer
+        # On the Client Access server they apply to the whole session, even the part the
+        # Mailbox server's backend parses after the login.
+        configure("cas1", "MaxCommandSize", "40")
+        restart("cas1", "MSExchangePOP3")
+        assert b"too long" in through("cas1")[0]
+        assert through("cas2")[0] == answer
+
+        # Mailbox settings: the other way round.
+        said = configure("cas2", "MessageRetrievalSortOrder", "Descending")
+        assert "Server cas2 does not use MessageRetrievalSortOrder" in said
+        restart("cas2", "MSExchangePOP3")
+        assert through("cas2")[1] == ascending
+        configure("mbx1", "MessageRetrievalSortOrder", "Descending")
+        restart("mbx1", BACKEND)
+        assert through("cas1")[1] == through("cas2")[1] == list(reversed(ascending))
+    finally:
+        for server in ("cas1", "cas2", "mbx1"):
+            configure(server, "MaxCommandSize", "512")
+            configure(server, "MessageRetrievalSortOrder", "Ascending")
+        restart("cas1", "MSExchangePOP3")
+        restart("cas2", "MSExchangePOP3")
+        restart("mbx1", BACKEND)

@@ -226,33 +226,56 @@ def test_a_move_whose_target_host_is_killed_half_way_resumes_and_loses_nothing(
     assert not maildir(org, "mbx1", guid).exists()
 
 
-def test_a_move_waits_for_a_pop3_session_and_can_be_cancelled_before_the_switch(
+def wait_for_the_session(org: Organization, mailbox: str) -> dict[str, object]:
+    """Until the move of ``mailbox`` says it waits for a POP3 session; the move."""
+    deadline = time.monotonic() + 30
+    while True:
+        with org.control("cas1") as client:
+            move = client.move_request(mailbox)
+        if "POP3 session" in str(move["detail"]):
+            return move
+        assert time.monotonic() < deadline, move
+        time.sleep(0.1)
+
+
+def test_a_mailbox_in_a_pop3_session_moves_when_the_session_ends(
     organization: Organization,
 ) -> None:
     org = organization
     org.add_mailbox("mbx1", "erin", PASSWORD)
     uids = org.deliver("mbx1", "erin", [message("erin", n) for n in range(3)])
     reader = session(org, "cas1", "erin")
+    org.popgate("cas1", "mailbox", "move", "erin", "--to", "mbx2", "--no-wait")
+    assert wait_for_the_session(org, "erin")["status"] == "InProgress"
+    # The session goes on, undisturbed, on mbx1, and its DELE applies at QUIT.
+    assert [line.split()[1].decode() for line in reader.uidl()[1]] == uids
+    reader.dele(1)
+    reader.quit()
+    followed = org.popgate("cas1", "mailbox", "move", "erin")
+    assert "mbx1 -> mbx2: Completed" in followed.stdout, followed.stdout
+    assert holder(org, "erin") == "mbx2"
+    assert uidls(org, "cas2", "erin") == uids[1:]
+    assert not maildir(org, "mbx1", guid_of(org, "erin")).exists()
+
+
+def test_a_move_can_be_cancelled_before_the_switch(organization: Organization) -> None:
+    org = organization
+    org.add_mailbox("mbx1", "fred", PASSWORD)
+    uids = org.deliver("mbx1", "fred", [message("fred", n) for n in range(3)])
+    reader = session(org, "cas1", "fred")
     try:
-        org.popgate("cas1", "mailbox", "move", "erin", "--to", "mbx2", "--no-wait")
-        deadline = time.monotonic() + 30
-        while True:
-            with org.control("cas1") as client:
-                move = client.move_request("erin")
-            if "POP3 session" in move["detail"]:
-                break
-            assert time.monotonic() < deadline, move
-            time.sleep(0.1)
-        assert move["status"] == "InProgress"
-        # The session goes on, undisturbed, on mbx1.
-        assert [line.split()[1].decode() for line in reader.uidl()[1]] == uids
-        cancelled = org.popgate("cas1", "mailbox", "move", "erin", "--cancel")
-        assert "Cancelled the move of erin" in cancelled.stdout
+        org.popgate("cas1", "mailbox", "move", "fred", "--to", "mbx2", "--no-wait")
+        wait_for_the_session(org, "fred")
+        cancelled = org.popgate("cas1", "mailbox", "move", "fred", "--cancel")
+        assert "Cancelled the move of fred" in cancelled.stdout
     finally:
         reader.quit()
-    assert holder(org, "erin") == "mbx1"
-    assert uidls(org, "cas2", "erin") == uids
-    assert not maildir(org, "mbx2", guid_of(org, "erin")).exists()
-    refused = org.popgate("cas1", "mailbox", "move", "erin", check=False)
+    assert holder(org, "fred") == "mbx1"
+    assert uidls(org, "cas2", "fred") == uids
+    assert not maildir(org, "mbx2", guid_of(org, "fred")).exists()
+    refused = org.popgate("cas1", "mailbox", "move", "fred", check=False)
     assert refused.returncode != 0
-    assert "There is no move request for 'erin'" in refused.stderr
+    assert "There is no move request for 'fred'" in refused.stderr
+    with org.control("cas1") as client:
+        entries = client.search_audit(cmdlets=["Remove-MoveRequest"], result_size=1)
+    assert (entries[0]["target"], entries[0]["result"]) == ("fred", "Success")

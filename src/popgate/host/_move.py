@@ -231,6 +231,7 @@ class Mover:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self.source.close()
+        await self._peers.close()
 
     # -- one move --------------------------------------------------------------------------
 

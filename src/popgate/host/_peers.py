@@ -118,6 +118,9 @@ class PeerHosts:
         self._directory = directory
         self._home = home
         self._contexts: dict[str, ssl.SSLContext] = {}
+        # Calls as the server itself (a mailbox move's hundreds of file reads) share one
+        # connection per other host; calls for a caller carry its name and are one-off.
+        self._own: dict[Peer, httpx.AsyncClient] = {}
 
     def is_local(self, server: str | None) -> bool:
         """Whether ``server`` (None: unspecified) names this computer."""
@@ -175,6 +178,13 @@ class PeerHosts:
         server = await self.find(server_name)
         headers = {} if content_type is None else {"content-type": content_type}
         try:
+            if caller is None:
+                client = self._own.get(server)
+                if client is None:
+                    client = self._own[server] = self.client(server, None)
+                return await client.request(
+                    method, path, params=list(params), content=content, headers=headers
+                )
             async with self.client(server, caller) as client:
                 return await client.request(
                     method, path, params=list(params), content=content, headers=headers
@@ -186,3 +196,9 @@ class PeerHosts:
                 f"Server {server.name} does not answer at {server.control_url} ({error}); "
                 "is its host running ('popgate host' on it)?",
             ) from None
+
+    async def close(self) -> None:
+        """Close the connections kept to other hosts."""
+        clients, self._own = list(self._own.values()), {}
+        for client in clients:
+            await client.aclose()

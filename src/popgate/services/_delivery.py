@@ -133,6 +133,9 @@ async def start_delivery(
 
     :raises OSError: a listener could not be opened (the caller words it).
     """
+    # aiosmtpd logs every command line (recipients included) at INFO; our own log line per
+    # delivery says what matters, so only its warnings and errors get through.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     handler = LmtpHandler(Deliverer(directory=directory, store=store, server=server,
                                     metrics=metrics))  # fmt: skip
     loop = asyncio.get_running_loop()
