@@ -238,7 +238,12 @@ class Mover:
     async def _run(self, guid: uuid.UUID) -> None:
         failures = 0
         while True:
-            request = await self._directory.get_move_request(guid)
+            try:
+                request = await self._directory.get_move_request(guid)
+            except Exception as error:  # noqa: BLE001 - the directory is down: wait for it
+                logger.warning("move of %s: cannot read its request: %s", guid, error)
+                await asyncio.sleep(RETRY_PAUSES[-1])
+                continue
             if request is None or request.status not in ACTIVE:
                 return
             try:
@@ -248,20 +253,33 @@ class Mover:
                 await self._copy_and_switch(request)
                 failures = 0
             except SourceBusyError as busy:
-                await self._note(request, MoveStatus.IN_PROGRESS, str(busy))
+                await self._try_to_note(request, MoveStatus.IN_PROGRESS, str(busy))
                 await asyncio.sleep(IN_USE_PAUSE)
-            except (MoveError, PeerError, StoreError, OSError) as error:
-                message = error.message if isinstance(error, PeerError) else str(error)
+            except Exception as error:
+                # Whatever failed (a computer, the directory, a disk), every step can be
+                # repeated: note it and try again, ever more slowly.
+                if isinstance(error, (MoveError, PeerError, StoreError, OSError)):
+                    message = error.message if isinstance(error, PeerError) else str(error)
+                else:
+                    message = f"{type(error).__name__}: {error}"
+                    logger.exception("move of %s failed unexpectedly", request.mailbox)
                 pause = RETRY_PAUSES[min(failures, len(RETRY_PAUSES) - 1)]
                 failures += 1
                 logger.warning("move of %s: %s; retrying in %g s", request.mailbox, message, pause)
-                await self._note(
+                await self._try_to_note(
                     request, request.status, f"{message} (retrying in {pause:g} s, try {failures})"
                 )
                 await asyncio.sleep(pause)
 
     async def _note(self, request: MoveRequest, status: MoveStatus, detail: str) -> None:
         await self._directory.set_move_status(request.mailbox_guid, status, detail)
+
+    async def _try_to_note(self, request: MoveRequest, status: MoveStatus, detail: str) -> None:
+        """Note a wait or an error, if the directory can be reached at all."""
+        try:
+            await self._note(request, status, detail)
+        except Exception as error:  # noqa: BLE001 - the move retries; the log says why
+            logger.warning("move of %s: cannot record %r: %s", request.mailbox, detail, error)
 
     async def _copy_and_switch(self, request: MoveRequest) -> None:
         guid = request.mailbox_guid
