@@ -7,6 +7,9 @@ needed=()
 for tool in curl mpop fetchmail openssl chromium swaks postfix; do command -v "$tool" >/dev/null || needed+=("$tool"); done
 # ip (iproute2): tests/multi builds an organization of four computers from network namespaces.
 command -v ip >/dev/null || needed+=(iproute2)
+# cc and OpenSSL's headers: bench/'s load generator (pop3load.c) is compiled by its smoke test.
+command -v cc >/dev/null || needed+=(gcc libc6-dev)
+[ -f /usr/include/openssl/ssl.h ] || needed+=(libssl-dev)
 if [ ${#needed[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq
