@@ -29,7 +29,7 @@ from popgate.host._api import (
     service_status,
 )
 from popgate.host._common import API_PREFIX
-from popgate.host._peers import PeerError
+from popgate.host._peers import PeerError, refusal_of
 from popgate.host._sessions import SESSION_COOKIE, Session
 
 __all__ = [
@@ -132,11 +132,7 @@ async def _remote_services(
     except PeerError as error:
         return [], error.message
     if answer.status_code != 200:
-        try:
-            reason = str(answer.json()["error"]["message"])
-        except (ValueError, KeyError, TypeError):
-            reason = f"HTTP {answer.status_code}"
-        return [], f"{server}: {reason}"
+        return [], f"{server}: {refusal_of(answer)}"
     return [ServiceStatus.model_validate(item) for item in answer.json()], ""
 
 

@@ -39,7 +39,7 @@ import httpx
 
 from popgate.directory import Directory, MoveRequest, MoveStatus
 from popgate.home import Home
-from popgate.host._peers import PeerError, PeerHosts
+from popgate.host._peers import PeerError, PeerHosts, refusal_of
 from popgate.store import MaildirStore, StoreError
 from popgate.store._move import (
     Freeze,
@@ -397,12 +397,5 @@ class Mover:
             )
         if answer.status_code >= 400:
             raise MoveError(f"{request.source_server} answered {method} {path or '/'}: "
-                            f"{_problem(answer)}")  # fmt: skip
+                            f"{refusal_of(answer)}")  # fmt: skip
         return answer
-
-
-def _problem(answer: httpx.Response) -> str:
-    try:
-        return str(answer.json()["error"]["message"])
-    except (ValueError, KeyError, TypeError):
-        return f"HTTP {answer.status_code}"

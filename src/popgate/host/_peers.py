@@ -39,6 +39,7 @@ __all__ = [
     "PeerError",
     "PeerHosts",
     "peer_server",
+    "refusal_of",
 ]
 
 #: The user name a host logs in with at another host: ``server/<its server name>``.
@@ -93,6 +94,14 @@ class OnBehalf:
         if not (isinstance(name, str) and isinstance(origin, str) and isinstance(account, bool)):
             return None
         return cls(name=name, origin=origin, directory_account=account, role_groups=groups)
+
+
+def refusal_of(answer: httpx.Response) -> str:
+    """The message of another host's error answer (the API's one error shape)."""
+    try:
+        return str(answer.json()["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return f"HTTP {answer.status_code}"
 
 
 def peer_server(user: str) -> str | None:
