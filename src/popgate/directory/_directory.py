@@ -190,6 +190,7 @@ class Directory:
     def __init__(self, engine: AsyncEngine) -> None:
         """Wrap an engine; prefer :meth:`connect`, which sets the engine up correctly."""
         self._engine = engine
+        self._auth_cache = _passwords.AuthCache()
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -371,6 +372,7 @@ class Directory:
             ).first()
             if row is None:
                 raise _not_found_mailbox(name)
+            # The auth cache needs no invalidation: an entry only counts for a row that exists.
             await conn.execute(sa.delete(mailboxes).where(mailboxes.c.guid == row.guid))
             await conn.execute(
                 sa.delete(role_group_members).where(role_group_members.c.member == row.name)
@@ -380,6 +382,8 @@ class Directory:
     async def set_password(self, name: str, password: str) -> None:
         """Set the argon2id hash and the SCRAM-SHA-256 verifier; refuses an empty password."""
         values = await self._hash(password)
+        # The auth cache needs no invalidation: the new hash has a new salt, and entries are
+        # keyed by the stored hash, so the old password can no longer match any of them.
         await self._update_mailbox(name, values)
 
     async def set_pop_enabled(self, name: str, enabled: bool) -> None:
@@ -440,8 +444,14 @@ class Directory:
 
     async def verify_password(self, name_or_address: str, password: str) -> Mailbox | None:
         """The mailbox if ``password`` is right; None for an unknown user, no password or a
-        wrong one. Takes the same time in every case (an unknown user is checked against a
-        dummy hash), so timing does not tell which."""
+        wrong one.
+
+        A failure takes the same time in every case (an unknown user is checked against a
+        dummy hash), so timing does not tell which. A success is remembered for an hour in
+        memory (:class:`~popgate.directory._passwords.AuthCache`), keyed by the stored hash
+        as well as the password, so a repeated login skips argon2 but a changed password
+        never matches an old entry; the row is still read every time.
+        """
         async with self._engine.connect() as conn:
             row = (
                 await conn.execute(
@@ -451,13 +461,24 @@ class Directory:
                 )
             ).first()
         stored: str | None = None if row is None else row.password_hash
+        cache_key: bytes | None = None
+        if row is not None and stored is not None:
+            cache_key = self._auth_cache.key(stored, password)
+            if self._auth_cache.hit(cache_key):
+                # The hash was current when the entry was made and it is still the stored
+                # one, so there is nothing to rehash.
+                return _to_mailbox(row)
         if not await asyncio.to_thread(_passwords.verify_hash, stored, password):
             return None
         assert row is not None
         assert stored is not None
+        assert cache_key is not None
         if _passwords.needs_rehash(stored):
             # Parameters were raised since this hash was made; the password is at hand now.
+            # The stored hash changes, so the entry is made at the next login, against it.
             await self._update_mailbox(row.name, await self._hash(password))
+        else:
+            self._auth_cache.add(cache_key)
         return _to_mailbox(row)
 
     async def scram_credentials(
