@@ -13,14 +13,18 @@ from pathlib import Path
 import pytest
 
 from popgate.store import MailboxLocked, MaildirStore, StoreError
+from popgate.store import _move as store_move
 from popgate.store._move import (
+    ManifestEntry,
     freeze,
     install_file,
     install_index,
     manifest,
+    present_bases,
     prune,
     read_file,
     read_index,
+    remove_bases,
 )
 
 
@@ -91,6 +95,81 @@ def test_copying_again_adds_nothing_and_prune_drops_what_the_source_deleted(
     asyncio.run(body())
 
 
+def test_removing_what_the_source_deleted_spares_a_message_delivered_meanwhile(
+    tmp_path: Path,
+) -> None:
+    """After the switch the target takes deliveries while the move removes the messages the
+    source deleted late: only those go, never one that arrived in between."""
+    store = make_store(tmp_path)
+    guid = uuid.uuid4()
+
+    async def body() -> None:
+        uids = await filled(store, guid, 3)
+        arrived = await store.deliver(guid, b"Subject: new\r\n\r\nnew\r\n")
+        removed = remove_bases(store.mailbox_path(guid), {uids[1]})
+        assert len(removed) == 1
+        assert [uid for uid, _ in await listing(store, guid)] == [uids[0], uids[2], arrived]
+
+    asyncio.run(body())
+
+
+def counting_manifest(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Count the scans of a maildrop (every call of ``store._move.manifest``)."""
+    scanned: list[Path] = []
+    real = store_move.manifest
+
+    def spy(maildir: Path) -> list[ManifestEntry]:
+        scanned.append(maildir)
+        return real(maildir)
+
+    monkeypatch.setattr(store_move, "manifest", spy)
+    return scanned
+
+
+def test_a_copy_with_the_present_set_scans_the_target_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source, target = make_store(tmp_path / "a"), make_store(tmp_path / "b")
+    guid = uuid.uuid4()
+
+    async def body() -> None:
+        uids = await filled(source, guid, 3)
+        await target.create_mailbox(guid)
+        source_dir, target_dir = source.mailbox_path(guid), target.mailbox_path(guid)
+        # One file is there already: the copy skips it, by the set alone.
+        first = manifest(source_dir)[0]
+        assert install_file(target_dir, first.path, read_file(source_dir, first.path))
+        more = [await source.deliver(guid, f"Subject: m{n}\r\n\r\nm\r\n".encode())
+                for n in range(20)]  # fmt: skip
+        entries = manifest(source_dir)
+        scanned = counting_manifest(monkeypatch)
+        present = present_bases(target_dir)
+        copied = sum(
+            install_file(target_dir, entry.path, read_file(source_dir, entry.path), present)
+            for entry in entries
+        )
+        assert copied == len(entries) - 1
+        assert scanned == [target_dir]  # once for the whole copy, not once per file
+        assert present == {entry.base for entry in entries} == present_bases(target_dir)
+        assert [uid for uid, _ in await listing(target, guid)] == [*uids, *more]
+
+    asyncio.run(body())
+
+
+def test_the_present_set_refuses_a_base_name_under_another_name(tmp_path: Path) -> None:
+    store = make_store(tmp_path)
+    guid = uuid.uuid4()
+    asyncio.run(store.create_mailbox(guid))
+    maildir = store.mailbox_path(guid)
+    present: set[str] = set()
+    assert install_file(maildir, "new/1700000000.M1P1Q1.src", b"Subject: a\r\n\r\na\r\n", present)
+    assert present == {"1700000000.M1P1Q1.src"}
+    # The same message as a session on the source renamed it meanwhile: the same UID.
+    assert not install_file(maildir, "cur/1700000000.M1P1Q1.src:2,S", b"x", present)
+    assert not install_file(maildir, "cur/1700000000.M1P1Q1.src:2,S", b"x")  # by a scan too
+    assert [entry.path for entry in manifest(maildir)] == ["new/1700000000.M1P1Q1.src"]
+
+
 def test_install_refuses_paths_outside_the_maildrop(tmp_path: Path) -> None:
     store = make_store(tmp_path)
     guid = uuid.uuid4()
@@ -98,6 +177,8 @@ def test_install_refuses_paths_outside_the_maildrop(tmp_path: Path) -> None:
     for path in ("../escape", "tmp/x", "new/../../x", "cur/.hidden", "new/", "new/a/b"):
         with pytest.raises(ValueError, match="is not a message file"):
             install_file(store.mailbox_path(guid), path, b"x")
+        with pytest.raises(ValueError, match="is not a message file"):
+            install_file(store.mailbox_path(guid), path, b"x", set())
 
 
 def test_a_freeze_keeps_sessions_out_and_is_refused_during_a_session(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exception_handlers import http_exception_handler
@@ -78,6 +78,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger("popgate.host")
+
+_T = TypeVar("_T")
 
 #: The header an admin center page sends its session's CSRF token in.
 CSRF_HEADER = "x-csrf-token"
@@ -388,16 +390,11 @@ async def _peer_caller(
 ) -> Caller:
     """Another host of the organization, calling as itself (for whom it says it acts)."""
     principal = PEER_PREFIX + server
-    wait = context.throttle.locked_for(address, principal)
-    if wait > 0:
-        raise ApiError(
-            429, ERROR_LOGON_FAILURE, f"Too many failed logins; try again in {wait:.0f} s."
-        )
-    if not await context.directory.verify_proxy_secret(server, secret):
-        await asyncio.sleep(context.throttle.failed(address, principal))
-        logger.warning("failed control API login for server %r from %s", server, address)
-        raise ApiError(401, ERROR_LOGON_FAILURE, "The user name or password is incorrect.")
-    context.throttle.succeeded(principal)
+
+    async def verified() -> bool | None:
+        return await context.directory.verify_proxy_secret(server, secret) or None
+
+    await _throttled(context, address, principal, verified, f"server {server!r}")
     if on_behalf is None:
         return Caller(
             name=principal, origin=f"https {address}", role_groups=frozenset(), peer_server=server
@@ -458,19 +455,43 @@ async def elsewhere(
     )
 
 
-async def login(context: ControlContext, name: str, password: str, address: str) -> Caller:
-    """Check a directory login (throttled per address and account); the caller it makes."""
-    wait = context.throttle.locked_for(address, name)
+async def _throttled(
+    context: ControlContext,
+    address: str,
+    principal: str,
+    check: Callable[[], Awaitable[_T | None]],
+    who: str,
+) -> _T:
+    """Run the login ``check`` of ``principal`` from ``address`` under the login throttle;
+    what it found.
+
+    While the throttle locks them out, 429 and no check. A failed check (None) waits the
+    throttle's delay, is logged as a failed login for ``who`` and answered 401; a good one
+    clears the principal's failures.
+    """
+    wait = context.throttle.locked_for(address, principal)
     if wait > 0:
         raise ApiError(
             429, ERROR_LOGON_FAILURE, f"Too many failed logins; try again in {wait:.0f} s."
         )
-    mailbox = await context.directory.verify_password(name, password)
-    if mailbox is None:
-        await asyncio.sleep(context.throttle.failed(address, name))
-        logger.warning("failed control API login for %r from %s", name, address)
+    found = await check()
+    if found is None:
+        await asyncio.sleep(context.throttle.failed(address, principal))
+        logger.warning("failed control API login for %s from %s", who, address)
         raise ApiError(401, ERROR_LOGON_FAILURE, "The user name or password is incorrect.")
-    context.throttle.succeeded(name)
+    context.throttle.succeeded(principal)
+    return found
+
+
+async def login(context: ControlContext, name: str, password: str, address: str) -> Caller:
+    """Check a directory login (throttled per address and account); the caller it makes."""
+    mailbox = await _throttled(
+        context,
+        address,
+        name,
+        lambda: context.directory.verify_password(name, password),
+        repr(name),
+    )
     groups = frozenset(await context.directory.role_groups_of(mailbox.name))
     return Caller(
         name=mailbox.name, origin=f"https {address}", role_groups=groups, directory_account=True

@@ -32,15 +32,18 @@ import contextlib
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
 from popgate.directory import Directory, MoveRequest, MoveStatus
 from popgate.home import Home
 from popgate.host._peers import PeerError, PeerHosts, refusal_of
-from popgate.store import MaildirStore, StoreError
+from popgate.store import MailboxNotFound, MaildirStore, StoreError
 from popgate.store._move import (
     Freeze,
     ManifestEntry,
@@ -48,14 +51,18 @@ from popgate.store._move import (
     install_file,
     install_index,
     manifest,
+    present_bases,
     prune,
     read_file,
     read_index,
+    remove_bases,
 )
 
 __all__ = ["FREEZE_LEASE", "MoveError", "Mover", "SourceMaildrops"]
 
 logger = logging.getLogger("popgate.host")
+
+_T = TypeVar("_T")
 
 #: A freeze not renewed or released within this time thaws by itself, so that a target host
 #: that died does not keep the source's mailbox locked.
@@ -99,13 +106,25 @@ class SourceMaildrops:
         """The maildrop's folder on this computer."""
         return self.store.mailbox_path(guid)
 
+    async def _on_maildrop(self, guid: uuid.UUID, held_here: bool, step: Callable[[], _T]) -> _T:
+        """Run the blocking ``step`` on the maildrop in a thread. If it finds no maildrop
+        (:class:`MailboxNotFound`) and the mailbox is held here, its maildrop was never used:
+        create it empty and run ``step`` again. Creating it only when missing spares a stat
+        on every call, and stays right whoever removes the maildrop meanwhile.
+        """
+        try:
+            return await asyncio.to_thread(step)
+        except MailboxNotFound:
+            if not held_here:
+                raise
+        await self.store.create_mailbox(guid)
+        return await asyncio.to_thread(step)
+
     async def manifest(self, guid: uuid.UUID, *, held_here: bool) -> list[ManifestEntry]:
         """The message files. A mailbox held here whose maildrop was never used has an empty
         one; for any other, :class:`MailboxNotFound` (the copy here is already removed).
         """
-        if held_here:
-            await self.store.create_mailbox(guid)
-        return await asyncio.to_thread(manifest, self.maildir(guid))
+        return await self._on_maildrop(guid, held_here, partial(manifest, self.maildir(guid)))
 
     async def read(self, guid: uuid.UUID, path: str) -> bytes:
         """One message file."""
@@ -125,9 +144,9 @@ class SourceMaildrops:
         loop = asyncio.get_running_loop()
         held = self._held.get(guid)
         if held is None:
-            if held_here:
-                await self.store.create_mailbox(guid)
-            taken = await asyncio.to_thread(freeze, self.store.root, guid, FREEZE_WAIT)
+            taken = await self._on_maildrop(
+                guid, held_here, partial(freeze, self.store.root, guid, FREEZE_WAIT)
+            )
             held = self._held[guid] = _Held(taken, loop.call_later(FREEZE_LEASE, self.thaw, guid))
         else:
             held.expiry.cancel()
@@ -325,12 +344,14 @@ class Mover:
         if at_source is not None:  # None: removed there already, before an interruption
             maildir = self._store.mailbox_path(guid)
             late = [entry for entry in at_source if entry.base not in known]
-            for entry in late:
-                await self._fetch(request, maildir, entry)
+            if late:
+                here = await asyncio.to_thread(present_bases, maildir)
+                for entry in late:
+                    await self._fetch(request, maildir, entry, here)
             gone = known - _bases(at_source)
             if gone:
-                present = await asyncio.to_thread(manifest, maildir)
-                await asyncio.to_thread(prune, maildir, _bases(present) - gone)
+                # The target takes deliveries now: remove just these, never "all but".
+                await asyncio.to_thread(remove_bases, maildir, gone)
             await self._call(request, "DELETE", "")
         await self._note(
             request,
@@ -348,20 +369,27 @@ class Mover:
     ) -> int:
         """Make the copy here hold ``source``'s files; the number copied."""
         maildir = self._store.mailbox_path(request.mailbox_guid)
-        present = _bases(await asyncio.to_thread(manifest, maildir))
+        # One scan of the copy here; install_file keeps ``present`` up to date.
+        present = await asyncio.to_thread(present_bases, maildir)
         copied = 0
         for entry in source:
             if entry.base not in present:
-                copied += await self._fetch(request, maildir, entry)
+                copied += await self._fetch(request, maildir, entry, present)
         if prune_extra:
             await asyncio.to_thread(prune, maildir, _bases(source))
         return copied
 
-    async def _fetch(self, request: MoveRequest, maildir: Path, entry: ManifestEntry) -> int:
+    async def _fetch(
+        self, request: MoveRequest, maildir: Path, entry: ManifestEntry, present: set[str]
+    ) -> int:
+        """Copy one file of the source here unless ``present`` (the base names here, which
+        this keeps up to date) holds its base name; 1 if copied, else 0."""
         answer = await self._call(request, "GET", f"/files/{entry.path}")
         if answer is None:
             return 0  # deleted at the source since it was listed; a later pass settles it
-        return int(await asyncio.to_thread(install_file, maildir, entry.path, answer.content))
+        return int(
+            await asyncio.to_thread(install_file, maildir, entry.path, answer.content, present)
+        )
 
     async def _held_listing(
         self, request: MoveRequest, method: str, path: str

@@ -20,7 +20,7 @@ from __future__ import annotations
 import fcntl
 import os
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,9 +47,11 @@ __all__ = [
     "install_file",
     "install_index",
     "manifest",
+    "present_bases",
     "prune",
     "read_file",
     "read_index",
+    "remove_bases",
 ]
 
 
@@ -125,15 +127,23 @@ def read_file(maildir: Path, path: str) -> bytes:
     return _checked(maildir, path).read_bytes()
 
 
-def _present_bases(maildir: Path) -> set[str]:
+def present_bases(maildir: Path) -> set[str]:
+    """The base names of the maildrop's message files (each makes one UID)."""
     return {entry.base for entry in manifest(maildir)}
 
 
-def install_file(maildir: Path, path: str, content: bytes) -> bool:
+def install_file(maildir: Path, path: str, content: bytes, present: set[str] | None = None) -> bool:
     """Put one message file in place under its own name, durably; False if a file with the
-    same base name (the same UID) is already there."""
+    same base name (the same UID) is already there.
+
+    Without ``present`` the maildrop is scanned for the base name. A copy of many files
+    passes it instead: the maildrop's base names (:func:`present_bases`), taken once by a
+    caller that alone installs files into the maildrop meanwhile. It is checked in place of
+    a scan, and each base name installed is added to it, so that it stays a true account.
+    """
     target = _checked(maildir, path)
-    if _base_name(target.name) in _present_bases(maildir):
+    base = _base_name(target.name)
+    if base in (present_bases(maildir) if present is None else present):
         return False
     temporary = maildir / "tmp" / f".move-{os.getpid()}-{target.name}"
     with open(temporary, "wb", opener=_private_opener) as stream:
@@ -141,17 +151,32 @@ def install_file(maildir: Path, path: str, content: bytes) -> bool:
         stream.flush()
         os.fsync(stream.fileno())
     temporary.rename(target)
+    if present is not None:
+        present.add(base)  # it is there from now on, even if the fsync below fails
     _fsync_dir(target.parent)
     return True
 
 
 def prune(maildir: Path, keep: Collection[str]) -> list[str]:
     """Remove every message file whose base name is not in ``keep`` (deleted at the source
-    since it was copied); the paths removed."""
+    since it was copied); the paths removed. Only while nothing delivers to ``maildir``."""
     wanted = set(keep)
+    return _remove_where(maildir, lambda base: base not in wanted)
+
+
+def remove_bases(maildir: Path, bases: Collection[str]) -> list[str]:
+    """Remove the message files whose base name is in ``bases``; the paths removed.
+
+    Safe while deliveries arrive: a message delivered meanwhile has a new base name.
+    """
+    doomed = set(bases)
+    return _remove_where(maildir, lambda base: base in doomed)
+
+
+def _remove_where(maildir: Path, doomed: Callable[[str], bool]) -> list[str]:
     removed = []
     for entry in manifest(maildir):
-        if entry.base not in wanted:
+        if doomed(entry.base):
             (maildir / entry.path).unlink(missing_ok=True)
             removed.append(entry.path)
     for sub in _MESSAGE_DIRS:
