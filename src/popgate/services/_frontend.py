@@ -15,6 +15,7 @@ import logging
 import ssl
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from popgate.directory import Directory, LoginType, Mailbox, PopSettings, Server
@@ -413,7 +414,7 @@ class FrontendSession(LoginSession):
             return True
         if self.backend is None:
             return False
-        backend_reader, backend_writer = self.backend
+        _, backend_writer = self.backend
         pending, eof = self.connection.trailing_data
         if pending:
             # Commands the client pipelined behind its login go to the backend first.
@@ -426,43 +427,51 @@ class FrontendSession(LoginSession):
         idle = self.config.settings.authenticated_connection_timeout.total_seconds()
         last_activity = [time.monotonic()]
 
-        async def pump(
-            source: asyncio.StreamReader, sink: asyncio.StreamWriter, *, watch_idle: bool
-        ) -> None:
+        def sent_to_client(size: int) -> None:
+            last_activity[0] = time.monotonic()
+            self.on_sent(size)
+
+        async def pump_upstream() -> None:
             while True:
-                if watch_idle:
-                    remaining = last_activity[0] + idle - time.monotonic()
-                    try:
-                        data = await asyncio.wait_for(source.read(RELAY_CHUNK), max(remaining, 0))
-                    except TimeoutError:
-                        if time.monotonic() - last_activity[0] < idle:
-                            continue
-                        self.log.info("session %s timed out while relaying", self.session_id)
-                        return
-                else:
-                    data = await source.read(RELAY_CHUNK)
+                remaining = last_activity[0] + idle - time.monotonic()
+                try:
+                    data = await asyncio.wait_for(self.reader.read(RELAY_CHUNK), max(remaining, 0))
+                except TimeoutError:
+                    if time.monotonic() - last_activity[0] < idle:
+                        continue
+                    self.log.info("session %s timed out while relaying", self.session_id)
+                    return
                 if not data:
                     return
                 last_activity[0] = time.monotonic()
-                sink.write(data)
-                if sink is self.writer:
-                    self.on_sent(len(data))
-                await sink.drain()
+                backend_writer.write(data)
+                await backend_writer.drain()
 
-        upstream = asyncio.ensure_future(pump(self.reader, backend_writer, watch_idle=True))
-        downstream = asyncio.ensure_future(pump(backend_reader, self.writer, watch_idle=False))
+        # Replies (RETR's megabytes) go from the backend's transport straight into the
+        # client's, with no stream buffer, task or drain between them; commands, which are
+        # few and small, keep the stream path above, with its idle timeout.
+        client_transport, backend_transport = self.writer.transport, backend_writer.transport
+        client_protocol, backend_protocol = (
+            client_transport.get_protocol(),
+            backend_transport.get_protocol(),
+        )
+        ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        client_transport.set_protocol(_ClientSide(client_protocol, backend_transport))
+        backend_transport.set_protocol(
+            _BackendSide(backend_protocol, client_transport, sent_to_client, ended)
+        )
+        upstream = asyncio.ensure_future(pump_upstream())
         try:
-            await asyncio.wait({upstream, downstream}, return_when=asyncio.FIRST_COMPLETED)
-            if downstream.done():
-                # The backend closed after QUIT's reply: let the client read it all.
-                upstream.cancel()
-            else:
-                downstream.cancel()
+            # The backend closing (after QUIT's reply) ends it; the client may still read.
+            await asyncio.wait({upstream, ended}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (upstream, downstream):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, *RELAY_ERRORS):
-                    await task
+            upstream.cancel()
+            with contextlib.suppress(asyncio.CancelledError, *RELAY_ERRORS):
+                await upstream
+            if not client_transport.is_closing():
+                client_transport.set_protocol(client_protocol)
+            if not backend_transport.is_closing():
+                backend_transport.set_protocol(backend_protocol)
         return True
 
     async def finish(self, *, quit_received: bool) -> None:
@@ -480,6 +489,87 @@ class FrontendSession(LoginSession):
 
 
 RELAY_ERRORS = (ConnectionError, OSError, ssl.SSLError, TimeoutError)
+
+
+class _ClientSide(asyncio.Protocol):
+    """The client's transport while relaying: the session's stream protocol still gets every
+    event, and the backend stops being read while the client is not keeping up."""
+
+    def __init__(self, stream: asyncio.BaseProtocol, backend: asyncio.BaseTransport) -> None:
+        self.stream = stream
+        self.backend = backend
+
+    def data_received(self, data: bytes) -> None:
+        """Commands go to the session's stream, which the upstream pump reads."""
+        assert isinstance(self.stream, asyncio.Protocol)
+        self.stream.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        """The client closed its side: the stream sees the end."""
+        assert isinstance(self.stream, asyncio.Protocol)
+        return self.stream.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Tell the stream, so the session's writer knows it is closed."""
+        self.stream.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        """The client's buffer is full: read nothing more from the backend for now."""
+        self.stream.pause_writing()
+        if isinstance(self.backend, asyncio.ReadTransport) and not self.backend.is_closing():
+            self.backend.pause_reading()
+
+    def resume_writing(self) -> None:
+        """The client caught up: read the backend again."""
+        self.stream.resume_writing()
+        if isinstance(self.backend, asyncio.ReadTransport) and not self.backend.is_closing():
+            self.backend.resume_reading()
+
+
+class _BackendSide(asyncio.Protocol):
+    """The backend's transport while relaying: what it sends is written to the client as it
+    arrives; its end (or loss) ends the relay."""
+
+    def __init__(
+        self,
+        stream: asyncio.BaseProtocol,
+        client: asyncio.WriteTransport,
+        on_sent: Callable[[int], None],
+        ended: asyncio.Future[None],
+    ) -> None:
+        self.stream = stream
+        self.client = client
+        self.on_sent = on_sent
+        self.ended = ended
+
+    def data_received(self, data: bytes) -> None:
+        """Pass the bytes on, untouched."""
+        if not self.client.is_closing():
+            self.client.write(data)
+            self.on_sent(len(data))
+
+    def eof_received(self) -> bool | None:
+        """The backend is done (after QUIT, or it went away)."""
+        self._end()
+        assert isinstance(self.stream, asyncio.Protocol)
+        return self.stream.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """End the relay and let the stream (and its writer) know."""
+        self._end()
+        self.stream.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        """Flow control of commands sent to the backend stays with the stream."""
+        self.stream.pause_writing()
+
+    def resume_writing(self) -> None:
+        """See :meth:`pause_writing`."""
+        self.stream.resume_writing()
+
+    def _end(self) -> None:
+        if not self.ended.done():
+            self.ended.set_result(None)
 
 
 class BackendProtocolError(Exception):
