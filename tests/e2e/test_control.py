@@ -22,7 +22,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from popgate.cli import main
+# run_as_nobody forks this process and calls main() as nobody, who may not be able to read
+# the sources: import now what main() would otherwise import on first use.
+from popgate.cli import _commands, _net, main  # noqa: F401
 from popgate.directory import Directory, RoleGroup
 from popgate.host._client import HostClient
 from popgate.host._common import control_socket_path

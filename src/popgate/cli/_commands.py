@@ -9,7 +9,6 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import NoReturn
 
 from rich.progress import Progress
 from rich.table import Table
@@ -27,6 +26,7 @@ from popgate.cli._common import (
 from popgate.cli._connectivity import add_test_connectivity_command, create_test_user
 from popgate.cli._deliver import add_deliver_command
 from popgate.cli._directory import add_directory_commands
+from popgate.cli._errors import fail
 from popgate.cli._host import (
     add_host_commands,
     add_move_commands,
@@ -541,13 +541,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _fail(message: str, status: int) -> NoReturn:
-    error_console.print(f"popgate: error: {message}", highlight=False, markup=False)
-    raise SystemExit(status)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``popgate`` console script."""
+    """Every command but ``popgate net`` (see ``popgate.cli.main``)."""
     # Everything popgate writes (directory, mail, logs) is its own; the control socket is
     # the one thing made reachable on purpose.
     os.umask(0o077)
@@ -555,11 +550,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         status: int = args.handler(args)
     except CommandError as error:
-        _fail(str(error), error.status)
+        fail(str(error), error.status)
     except (DirectoryError, StoreError) as error:
-        _fail(str(error), USAGE_ERROR)
+        fail(str(error), USAGE_ERROR)
     except (HomeNotSetUpError, HostError, ServiceStartError, TlsConfigError) as error:
-        _fail(str(error), RUNTIME_ERROR)
+        fail(str(error), RUNTIME_ERROR)
     except KeyboardInterrupt:
         return 130
     return status

@@ -8,6 +8,7 @@ from typing import TypeVar
 
 from rich.console import Console
 
+from popgate.cli._errors import RUNTIME_ERROR, USAGE_ERROR, CommandError
 from popgate.directory import Directory
 from popgate.home import Home
 
@@ -22,21 +23,9 @@ __all__ = [
     "with_directory",
 ]
 
-#: Exit status for a command the user got wrong, as argparse uses.
-USAGE_ERROR = 2
-RUNTIME_ERROR = 1
-
 T = TypeVar("T")
 console = Console(soft_wrap=True)
 error_console = Console(stderr=True, soft_wrap=True)
-
-
-class CommandError(Exception):
-    """A message for the user, and the exit status that goes with it."""
-
-    def __init__(self, message: str, status: int = USAGE_ERROR) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def run(coroutine: Awaitable[T]) -> T:

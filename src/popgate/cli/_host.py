@@ -8,8 +8,6 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,16 +23,16 @@ from popgate.cli._common import (
     run,
     table_console,
 )
+from popgate.cli._net import SERVER_HELP, add_net_command, local_host, write_now
 from popgate.home import Home, HomeNotSetUpError
 from popgate.host import ServiceControlError, ServiceState
-from popgate.host._client import HostClient, HostControlError, HostNotRunningError, ServiceView
+from popgate.host._client import HostClient, HostControlError, ServiceView
 from popgate.host._common import (
     DEFAULT_HTTPS_BINDING,
     HostError,
     control_socket_path,
     parse_https_binding,
 )
-from popgate.host._netcmd import NetUsageError, run_net
 from popgate.host._recovery import RecoveryAction
 from popgate.services import BACKEND, DELIVERY, FRONTEND
 from popgate.services._logformat import configured_log_format, stderr_handler
@@ -50,24 +48,8 @@ __all__ = [
     "systemd_unit",
 ]
 
-NOT_RUNNING = (
-    "the popgate service host is not running on this computer; "
-    "start it with 'popgate up' (or 'popgate host')"
-)
 #: Where install-systemd writes the unit by default.
 SYSTEMD_UNIT = Path("/etc/systemd/system/popgate.service")
-
-
-@contextmanager
-def _local_host() -> Iterator[HostClient]:
-    """The control API of this computer's host; a one-line error when it is not running."""
-    client = HostClient.local(control_socket_path(Home.locate()))
-    try:
-        yield client
-    except HostNotRunningError:
-        raise CommandError(NOT_RUNNING, RUNTIME_ERROR) from None
-    finally:
-        client.close()
 
 
 def https_option(value: str) -> str:
@@ -171,25 +153,6 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- popgate net ---------------------------------------------------------------------------
-
-
-def _write_now(text: str) -> None:
-    sys.stdout.write(text)
-    sys.stdout.flush()
-
-
-def cmd_net(args: argparse.Namespace) -> int:
-    """``net start|stop [NAME]`` for this computer's services, with cmd.exe's messages."""
-    with _local_host() as client:
-        try:
-            return run_net(client.on_server(args.server), args.verb, args.name, _write_now)
-        except NetUsageError as error:
-            raise CommandError(str(error)) from None
-        except HostControlError as error:
-            raise CommandError(str(error), RUNTIME_ERROR) from None
-
-
 # -- popgate status ------------------------------------------------------------------------
 
 
@@ -220,7 +183,7 @@ def _status_view(client: HostClient) -> Table:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """The services of this computer and their state (``--watch`` refreshes it)."""
-    with _local_host() as local:
+    with local_host() as local:
         client = local.on_server(args.server)
         try:
             if not args.watch:
@@ -264,7 +227,7 @@ def cmd_service_set(args: argparse.Namespace) -> int:
     """Set-Service: the startup type and the recovery options of a service."""
     if args.startup_type is None and args.recovery is None and args.reset_after is None:
         raise CommandError("nothing to change; give --startup-type and/or --recovery")
-    with _local_host() as client:
+    with local_host() as client:
         try:
             view = client.service(args.name)
             if args.startup_type is not None:
@@ -294,7 +257,7 @@ def cmd_service_set(args: argparse.Namespace) -> int:
 
 def cmd_log(args: argparse.Namespace) -> int:
     """The last lines of the service host's log."""
-    with _local_host() as client:
+    with local_host() as client:
         try:
             lines = client.log(args.lines)
         except HostControlError as error:
@@ -312,7 +275,7 @@ MOVE_ENDED = ("Completed", "Failed")
 
 def cmd_mailbox_move(args: argparse.Namespace) -> int:
     """Move a mailbox to another Mailbox server (New-MoveRequest), and follow it."""
-    with _local_host() as client:
+    with local_host() as client:
         try:
             if args.cancel:
                 view = client.remove_move_request(args.name)
@@ -352,7 +315,7 @@ def _follow_move(client: HostClient, view: dict[str, object], *, wait: bool) -> 
 def cmd_mailbox_moves(args: argparse.Namespace) -> int:
     """Every mailbox move and where it stands (Get-MoveRequest)."""
     del args
-    with _local_host() as client:
+    with local_host() as client:
         try:
             moves = client.move_requests()
         except HostControlError as error:
@@ -470,19 +433,11 @@ def add_host_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     host.add_argument("--https", type=https_option, help=https_help)
     host.set_defaults(handler=cmd_host)
 
-    server_help = (
-        "another server of the organization, through its host (as sc \\\\MBX1); "
-        "default: this computer"
-    )
-    net_parser = commands.add_parser("net", help="net start / net stop, as in cmd.exe")
-    net_parser.add_argument("verb", type=str.lower, choices=["start", "stop"])
-    net_parser.add_argument("name", nargs="*", help="key name or display name, any case")
-    net_parser.add_argument("--server", help=server_help)
-    net_parser.set_defaults(handler=cmd_net)
+    add_net_command(commands)
 
     status = commands.add_parser("status", help="the services of this computer and their state")
     status.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
-    status.add_argument("--server", help=server_help)
+    status.add_argument("--server", help=SERVER_HELP)
     status.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
     status.set_defaults(handler=cmd_status)
 
@@ -540,7 +495,7 @@ def cmd_shell(args: argparse.Namespace) -> int:
             raise CommandError(f"cannot read {args.file}: {error.strerror}") from None
     else:
         text = args.command_text
-    shell = make_shell(ShellIO(write=_write_now), connect)
+    shell = make_shell(ShellIO(write=write_now), connect)
     try:
         return 0 if run_script(shell, text) else 1
     finally:
