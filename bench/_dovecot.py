@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 CONFIG = """\
@@ -34,6 +35,11 @@ mail_location = maildir:{root}/mail/%u
 default_internal_user = {user}
 default_login_user = dovenull
 first_valid_uid = 1
+# The issue's idle workload holds {idle} sessions: one pop3 process each, and every one of
+# them talks to anvil, auth and stats.
+default_process_limit = {process_limit}
+default_client_limit = {client_limit}
+auth_cache_size = 10M
 # Dovecot's documented high-performance login mode: long-lived login processes.
 service pop3-login {{
   inet_listener pop3 {{
@@ -46,6 +52,13 @@ service pop3-login {{
   service_count = 0
   process_min_avail = {cores}
 }}
+# Long-lived pop3 processes too: one serves session after session without a new fork.
+service pop3 {{
+  service_count = 0
+  process_min_avail = {cores}
+  # One process per session; Dovecot's own default is 1024.
+  process_limit = {process_limit}
+}}
 service anvil {{
   chroot =
 }}
@@ -56,13 +69,21 @@ class Dovecot:
     """A private Dovecot instance serving one user's Maildir over implicit TLS."""
 
     def __init__(
-        self, root: Path, port: int, plain_port: int, certificate: Path, key: Path
+        self,
+        root: Path,
+        port: int,
+        plain_port: int,
+        certificate: Path,
+        key: Path,
+        *,
+        idle_sessions: int = 0,
     ) -> None:
         self.root = root
         self.port = port
         self.plain_port = plain_port
         self.certificate = certificate
         self.key = key
+        self.idle_sessions = idle_sessions
         self.process: subprocess.Popen[bytes] | None = None
 
     @staticmethod
@@ -79,20 +100,24 @@ class Dovecot:
         """Whether the dovecot binary is installed (Debian: dovecot-pop3d)."""
         return shutil.which("dovecot") is not None
 
-    def start(self, users: dict[str, tuple[str, Path]]) -> None:
+    def start(self, users: Mapping[str, tuple[str, Path | None]]) -> None:
         """Copy each user's Maildir and start Dovecot.
 
         ``users`` maps a name to (passwd-file password field such as ``{PLAIN}secret`` or
-        ``{ARGON2ID}$argon2id$...``, Maildir to copy).
+        ``{ARGON2ID}$argon2id$...``, Maildir to copy or None for an empty one).
         """
         account = pwd.getpwnam("dovecot") if os.geteuid() == 0 else pwd.getpwuid(os.geteuid())
         for folder in ("run", "state", "home", "mail"):
             (self.root / folder).mkdir(parents=True, exist_ok=True)
         lines = []
         for user, (password, maildir) in users.items():
-            shutil.copytree(
-                maildir, self.root / "mail" / user, ignore=shutil.ignore_patterns("popgate*")
-            )
+            if maildir is None:
+                for folder in ("cur", "new", "tmp"):
+                    (self.root / "mail" / user / folder).mkdir(parents=True)
+            else:
+                shutil.copytree(
+                    maildir, self.root / "mail" / user, ignore=shutil.ignore_patterns("popgate*")
+                )
             lines.append(f"{user}:{password}::::::\n")
         (self.root / "passwd").write_text("".join(lines))
         shutil.copy(self.certificate, self.root / "cert.pem")
@@ -109,6 +134,9 @@ class Dovecot:
                 port=self.port,
                 plain_port=self.plain_port,
                 cores=os.cpu_count() or 1,
+                idle=self.idle_sessions,
+                process_limit=max(100, self.idle_sessions + 200),
+                client_limit=max(1000, 2 * self.idle_sessions + 2000),
             )
         )
         if os.geteuid() == 0:

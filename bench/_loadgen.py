@@ -24,7 +24,7 @@ SOURCE = Path(__file__).parent / "loadgen" / "pop3load.c"
 COMPILE = ["cc", "-O2", "-Wall", "-Wextra", "-Werror"]
 LIBRARIES = ["-lssl", "-lcrypto", "-lpthread"]
 
-Workload = Literal["full", "login", "retr"]
+Workload = Literal["full", "login", "list", "retr"]
 Tls = Literal["implicit", "none"]
 
 

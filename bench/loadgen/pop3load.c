@@ -4,7 +4,7 @@
  * the servers' work, which hides the difference between servers).
  *
  *   pop3load --host H --port P [--tls implicit|none] --users FILE
- *            (--sessions N | --seconds S) [--concurrency C] [--workload full|login|retr]
+ *            (--sessions N | --seconds S) [--concurrency C] [--workload full|login|list|retr]
  *            [--timeout S] [--resume]
  *
  * FILE holds one "user<TAB>password" per line. Worker w (0 <= w < C) uses the users whose
@@ -14,6 +14,7 @@
  * Workloads (logins are USER/PASS, as most clients do):
  *   full   connect, TLS, greeting, USER, PASS, STAT, UIDL, RETR every message, QUIT
  *   login  connect, TLS, greeting, USER, PASS, QUIT
+ *   list   connect, TLS, greeting, USER, PASS, STAT, UIDL, QUIT (a client checking for mail)
  *   retr   as full; retr_mb_per_s is then measured over the time RETRs were in progress
  *
  * One JSON object goes to stdout, on one line:
@@ -62,9 +63,9 @@
 #define ERROR_SIZE 512
 #define MAX_CONCURRENCY 4096
 
-enum workload { WORKLOAD_FULL, WORKLOAD_LOGIN, WORKLOAD_RETR };
+enum workload { WORKLOAD_FULL, WORKLOAD_LOGIN, WORKLOAD_LIST, WORKLOAD_RETR };
 
-static const char *const workload_names[] = {"full", "login", "retr"};
+static const char *const workload_names[] = {"full", "login", "list", "retr"};
 
 struct options {
     const char *host;
@@ -577,7 +578,7 @@ static int session(struct worker *w, const struct user *u) {
             goto failed;
         }
         retr.start = now();
-        for (long number = 1; number <= messages; number++) {
+        for (long number = 1; opt.workload != WORKLOAD_LIST && number <= messages; number++) {
             char what[32];
             snprintf(what, sizeof what, "RETR %ld", number);
             if (send_command(w, c, "%s", what) < 0 || read_status(w, c, what, NULL, NULL) < 0 ||
@@ -833,7 +834,7 @@ static void usage(int status) {
     fprintf(status == 0 ? stdout : stderr,
             "usage: pop3load --host H --port P [--tls implicit|none] --users FILE\n"
             "                (--sessions N | --seconds S) [--concurrency C]\n"
-            "                [--workload full|login|retr] [--timeout S] [--resume]\n"
+            "                [--workload full|login|list|retr] [--timeout S] [--resume]\n"
             "FILE: one user<TAB>password per line; C must not exceed the number of users\n"
             "(each concurrent worker keeps to its own users: a maildrop admits one session).\n");
     exit(status);
@@ -880,10 +881,12 @@ static void parse_options(int argc, char **argv) {
                 opt.workload = WORKLOAD_FULL;
             } else if (strcmp(optarg, "login") == 0) {
                 opt.workload = WORKLOAD_LOGIN;
+            } else if (strcmp(optarg, "list") == 0) {
+                opt.workload = WORKLOAD_LIST;
             } else if (strcmp(optarg, "retr") == 0) {
                 opt.workload = WORKLOAD_RETR;
             } else {
-                die(2, "--workload: expected full, login or retr, not \"%s\"", optarg);
+                die(2, "--workload: expected full, login, list or retr, not \"%s\"", optarg);
             }
             break;
         case 'n': {
