@@ -18,8 +18,10 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -586,3 +588,112 @@ def test_a_large_maildrop_is_listed_in_order_with_exact_totals(
     assert asyncio.run(store.stats(guid)) == (LARGE_MAILDROP, 20 * LARGE_MAILDROP)
     assert messages[0].uid.startswith("1700000000.M0P1Q0.")
     assert messages[-1].uid.startswith(f"{1700000000 + (LARGE_MAILDROP - 1) // 1000}.")
+
+
+# -- snapshots kept between sessions -------------------------------------------------------
+
+
+def age(mailbox: Path, seconds: float = 60) -> None:
+    """Make new/, cur/ and the index look last changed ``seconds`` ago (a quiet maildrop)."""
+    when = time.time() - seconds
+    for path in (mailbox / "new", mailbox / "cur", mailbox / _maildir.INDEX):
+        os.utime(path, (when, when))
+
+
+def counting_refreshes(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Record every refresh of an index against the files."""
+    refreshed: list[Path] = []
+    real = _maildir._refresh
+
+    def spy(mailbox: Path) -> tuple[list[Any], dict[str, list[str]]]:
+        refreshed.append(mailbox)
+        return real(mailbox)
+
+    monkeypatch.setattr(_maildir, "_refresh", spy)
+    return refreshed
+
+
+@pytest.fixture
+def big(
+    store: MaildirStore, guid: uuid.UUID, mailbox: Path, monkeypatch: pytest.MonkeyPatch
+) -> list[str]:
+    """A maildrop counted as big (3 messages and up here), listed once, index written."""
+    monkeypatch.setattr(_maildir, "SNAPSHOT_CACHE_MIN_MESSAGES", 3)
+    uids = [asyncio.run(store.deliver(guid, b"Subject: %d\n\nbody\n" % n)) for n in range(4)]
+    snapshot(store, guid)
+    return uids
+
+
+def test_an_unchanged_big_maildrop_is_listed_from_memory(
+    store: MaildirStore, guid: uuid.UUID, mailbox: Path, big: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    age(mailbox)
+    first = snapshot(store, guid)  # refreshes, and keeps the snapshot: the folders are quiet
+    refreshed = counting_refreshes(monkeypatch)
+    assert snapshot(store, guid) == first == snapshot(store, guid)
+    assert [info.uid for info in first] == big
+    assert refreshed == []
+    # Another store (a restarted service) starts from the files and the index.
+    assert snapshot(MaildirStore(store.root), guid) == first
+    assert refreshed == [mailbox]
+
+
+def test_a_snapshot_is_not_kept_while_the_folders_change(
+    store: MaildirStore, guid: uuid.UUID, mailbox: Path, big: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    del big
+    refreshed = counting_refreshes(monkeypatch)
+    snapshot(store, guid)
+    snapshot(store, guid)  # the index was just written: within the same tick as a change
+    assert len(refreshed) == 2
+
+
+def test_deliveries_deletions_and_moves_after_a_kept_snapshot_are_seen(
+    store: MaildirStore, guid: uuid.UUID, mailbox: Path, big: list[str],
+) -> None:  # fmt: skip
+    age(mailbox)
+    snapshot(store, guid)  # kept
+    late = asyncio.run(store.deliver(guid, b"Subject: late\n\nbody\n"))
+    assert [info.uid for info in snapshot(store, guid)] == [*big, late]
+
+    snapshot(store, guid)
+    age(mailbox)
+    snapshot(store, guid)  # kept again
+
+    async def delete_first() -> list[str]:
+        async with await store.open(guid) as session:
+            return await session.commit([big[0]])
+
+    assert asyncio.run(delete_first()) == []
+    assert [info.uid for info in snapshot(store, guid)] == [*big[1:], late]
+
+    snapshot(store, guid)
+    age(mailbox)
+    snapshot(store, guid)  # kept again
+    # A mail client marks a message seen: new/ -> cur/ with flags.
+    (moving,) = [path for path in (mailbox / "new").iterdir() if path.name.startswith(late)]
+    moving.rename(mailbox / "cur" / f"{moving.name}:2,S")
+    contents = read_all(store, guid)
+    assert list(contents) == [*big[1:], late]
+    assert contents[late] == b"Subject: late\r\n\r\nbody\r\n"
+
+
+def test_a_delivery_during_the_refresh_is_never_left_out(
+    store: MaildirStore, guid: uuid.UUID, mailbox: Path, big: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    age(mailbox)
+    arrived: list[str] = []
+    real = _maildir._refresh
+
+    def refresh_then_deliver(path: Path) -> tuple[list[Any], dict[str, list[str]]]:
+        listed = real(path)
+        if not arrived:  # a delivery lands after the scan, before the snapshot is kept
+            arrived.append(asyncio.run(store.deliver(guid, b"Subject: racing\n\nbody\n")))
+        return listed
+
+    monkeypatch.setattr(_maildir, "_refresh", refresh_then_deliver)
+    assert [info.uid for info in snapshot(store, guid)] == big
+    assert [info.uid for info in snapshot(store, guid)] == [*big, *arrived]

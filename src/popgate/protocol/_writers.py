@@ -52,14 +52,16 @@ def write_reply(reply: Reply) -> bytes:
             # RFC 5034 section 4: "+" SP base64; an empty challenge is exactly "+ ".
             return b"+ " + base64.b64encode(data) + CRLF
         case MultiLine(status=status, lines=lines):
-            out = [write_reply(status)]
-            for line in lines:
-                encoded = line.encode("utf-8")
-                # RFC 1939 section 3: byte-stuff lines that start with the termination octet.
-                out.append(b"." + encoded if encoded.startswith(b".") else encoded)
-                out.append(CRLF)
-            out.append(TERMINATOR)
-            return b"".join(out)
+            if not lines:
+                return write_reply(status) + TERMINATOR
+            # One join and one encode for the whole listing (UIDL of 100,000 messages).
+            body = ("\r\n".join(lines) + "\r\n").encode("utf-8")
+            # RFC 1939 section 3: byte-stuff lines that start with the termination octet.
+            if body.startswith(b"."):
+                body = b"." + body
+            if b"\n." in body:
+                body = body.replace(b"\r\n.", b"\r\n..")
+            return write_reply(status) + body + TERMINATOR
         case MessageBody(status=status, content=content, crlf_form=crlf_form):
             if not crlf_form:
                 content = to_crlf(content)

@@ -78,9 +78,11 @@ import secrets
 import shutil
 import socket
 import tempfile
+import threading
 import time
 import uuid
 import weakref
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -102,6 +104,15 @@ INDEX_HEADER = "popgate-uidlist 1"
 
 # new/ before cur/: a message moved new -> cur during the scan is then seen at least once.
 _MESSAGE_DIRS = ("new", "cur")
+#: Maildrops with at least this many messages keep their snapshot in memory between sessions
+#: (smaller ones refresh in well under a millisecond per message anyway).
+SNAPSHOT_CACHE_MIN_MESSAGES = 1000
+#: Messages in all the snapshots a store keeps, least recently used dropped first (about
+#: 300 bytes each: 150 MB at most).
+SNAPSHOT_CACHE_MESSAGES = 500_000
+#: A snapshot is reused only if new/, cur/ and the index last changed at least this long
+#: before it was taken: a change within the same clock tick leaves an mtime unchanged.
+SNAPSHOT_SETTLED_NS = 2_000_000_000
 _SIZE_CHUNK = 1 << 20
 _TOP_CHUNK = 1 << 16
 
@@ -451,6 +462,50 @@ def _refresh(mailbox: Path) -> tuple[list[_Entry], dict[str, list[str]]]:
     return entries, scan.duplicates
 
 
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    """What a session starts from: the listing, and the files behind it."""
+
+    messages: tuple[MessageInfo, ...]
+    entries: dict[str, _Entry]
+    duplicates: dict[str, list[str]]
+
+    @classmethod
+    def of(cls, entries: list[_Entry], duplicates: dict[str, list[str]]) -> _Snapshot:
+        """Build the listing from refreshed entries."""
+        return cls(
+            tuple(MessageInfo(entry.uid, entry.size) for entry in entries),
+            {entry.uid: entry for entry in entries},
+            {uid_for_base_name(base): paths for base, paths in duplicates.items()},
+        )
+
+
+#: (inode, mtime in ns, size) of new/, cur/ and the index.
+_Signature = tuple[tuple[int, int, int], ...]
+
+
+def _signature(mailbox: Path) -> _Signature | None:
+    """What changes whenever a message file or the index changes; None if one is missing.
+
+    Creating, renaming or removing a file changes its folder's mtime; the index is replaced
+    by a rename, which gives it a new inode.
+    """
+    parts = []
+    for path in (mailbox / "new", mailbox / "cur", mailbox / INDEX):
+        try:
+            info = os.stat(path)
+        except FileNotFoundError:
+            return None
+        parts.append((info.st_ino, info.st_mtime_ns, info.st_size))
+    return tuple(parts)
+
+
+def _settled(signature: _Signature) -> bool:
+    """Whether every part last changed long enough ago that a change since shows."""
+    newest = max(mtime for _, mtime, _ in signature)
+    return newest <= time.time_ns() - SNAPSHOT_SETTLED_NS
+
+
 def _release_lock(fd: int) -> None:
     os.close(fd)  # closing the last descriptor of the open file description drops the flock
 
@@ -533,13 +588,13 @@ class MaildirSession:
     Also an async context manager that closes the session on exit.
     """
 
-    def __init__(
-        self, mailbox: Path, lock_fd: int, entries: list[_Entry], duplicates: dict[str, list[str]]
-    ) -> None:
+    def __init__(self, mailbox: Path, lock_fd: int, snapshot: _Snapshot) -> None:
         self._mailbox = mailbox
-        self._messages = tuple(MessageInfo(entry.uid, entry.size) for entry in entries)
-        self._entries = {entry.uid: entry for entry in entries}
-        self._duplicates = {uid_for_base_name(base): paths for base, paths in duplicates.items()}
+        # Shared with later sessions when the store caches it: only read, never changed,
+        # except an entry's path, which follows its file (new -> cur) as it moves.
+        self._messages = snapshot.messages
+        self._entries = snapshot.entries
+        self._duplicates = snapshot.duplicates
         self._closing = False
         # The lock is released exactly once: by close(), by commit(), or when collected.
         self._unlock = weakref.finalize(self, _release_lock, lock_fd)
@@ -689,6 +744,9 @@ class MaildirStore:
     def __init__(self, root: Path) -> None:
         self._root = Path(root)
         self._hostname = _maildir_hostname(socket.gethostname())
+        #: Snapshots of big maildrops by mailbox folder, with the signature they match.
+        self._snapshots: OrderedDict[Path, tuple[_Signature, _Snapshot]] = OrderedDict()
+        self._snapshots_lock = threading.Lock()
 
     @property
     def root(self) -> Path:
@@ -812,8 +870,38 @@ class MaildirStore:
         mailbox = self.mailbox_path(guid)
         lock_fd = _take_session_lock(mailbox)  # a few syscalls: fine on the event loop
         try:
-            entries, duplicates = await asyncio.to_thread(_refresh, mailbox)
+            snapshot = await asyncio.to_thread(self._snapshot, mailbox)
         except BaseException:
             _release_lock(lock_fd)
             raise
-        return MaildirSession(mailbox, lock_fd, entries, duplicates)
+        return MaildirSession(mailbox, lock_fd, snapshot)
+
+    def _snapshot(self, mailbox: Path) -> _Snapshot:
+        """The maildrop's listing: the one kept from the last session if nothing changed
+        since, else a refresh of the index against the files (the caller holds the lock)."""
+        before = _signature(mailbox)
+        with self._snapshots_lock:
+            kept = self._snapshots.get(mailbox)
+            if kept is not None and before is not None and kept[0] == before:
+                self._snapshots.move_to_end(mailbox)
+                return kept[1]
+        entries, duplicates = _refresh(mailbox)
+        snapshot = _Snapshot.of(entries, duplicates)
+        after = _signature(mailbox)
+        with self._snapshots_lock:
+            self._snapshots.pop(mailbox, None)
+            # Kept only if nothing changed while refreshing (a delivery during the scan may
+            # be missing from it) and every change is old enough to be seen in an mtime.
+            if (
+                len(entries) >= SNAPSHOT_CACHE_MIN_MESSAGES
+                and after is not None
+                and _settled(after)
+                and before is not None
+                and before[:2] == after[:2]
+            ):
+                self._snapshots[mailbox] = (after, snapshot)
+                held = sum(len(kept.messages) for _, kept in self._snapshots.values())
+                while held > SNAPSHOT_CACHE_MESSAGES:
+                    _, (_, dropped) = self._snapshots.popitem(last=False)
+                    held -= len(dropped.messages)
+        return snapshot
