@@ -64,8 +64,9 @@ CONCURRENCY = 8
 FRESH_USERS = 16
 SMALL_MESSAGES, SMALL_SIZE = 10, 4096
 BIG_MESSAGES, BIG_SIZE = 3, 10 * 2**20
-#: Sessions per RETR measurement, one after another: 90 MB, long enough to be steady.
-RETR_SESSIONS = 3
+#: Sessions per RETR measurement, one after another: 300 MB, about a second (shorter runs
+#: vary by 15% on 2 cores shared by client and servers).
+RETR_SESSIONS = 10
 #: File descriptors the servers and the client need for the idle workload (two per popgate
 #: front-end session, client and backend side, and the client's own).
 OPEN_FILES = 65536
