@@ -11,6 +11,9 @@ fi
 .venv/bin/python -m pip install -q --upgrade "pip>=25.1"
 if [ "${1:-}" = "--dev" ]; then
   .venv/bin/python -m pip install -q -e . --group test --group lint
+  # The TLS scanner's own environment (it needs an older cryptography than popgate pins).
+  [ -x .venv-sslyze/bin/python ] || python3 -m venv .venv-sslyze
+  .venv-sslyze/bin/python -m pip install -q -r scripts/sslyze-requirements.txt
 else
   .venv/bin/python -m pip install -q -e .
 fi
