@@ -6,7 +6,9 @@ import poplib
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -22,8 +24,12 @@ CHUNK = b"A" * (1 << 20)
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installation]:
     """Both services; a good client's mailbox; passwords allowed on the plain-text port."""
     with installed(tmp_path_factory.mktemp("abuse")) as installation:
-        installation.set("LoginType", "PlainTextLogin")
+        installation.set(
+            "LoginType", "PlainTextLogin",
+            "LoginFailureDelay", "1", "LoginFailureMaxDelay", "2", "LoginFailureLockout", "10",
+        )  # fmt: skip
         installation.add_mailbox("good", PASSWORD)
+        installation.add_mailbox("victim", PASSWORD)
         installation.start_backend()
         installation.start_frontend()
         yield installation
@@ -35,10 +41,21 @@ def resident_kib(pid: int) -> int:
     return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
 
 
-def good_session(port: int) -> float:
+class POP3From(poplib.POP3):
+    """poplib from a chosen local address (any of 127.0.0.0/8 reaches the loopback)."""
+
+    def __init__(self, host: str, port: int, source: str) -> None:
+        self.source = source
+        super().__init__(host, port, timeout=30)
+
+    def _create_socket(self, timeout: float) -> socket.socket:
+        return socket.create_connection((self.host, self.port), timeout, (self.source, 0))
+
+
+def good_session(port: int, source: str = "127.0.0.1") -> float:
     """Seconds for a well-behaved login, STAT and QUIT."""
     started = time.perf_counter()
-    client = poplib.POP3("127.0.0.1", port, timeout=30)
+    client = POP3From("127.0.0.1", port, source)
     client.user("good")
     client.pass_(PASSWORD)
     assert client.stat() == (0, 0)
@@ -80,3 +97,50 @@ def test_a_one_gigabyte_command_line_is_dropped_in_bounded_memory_while_others_a
     assert latencies, "no good session ran during the flood"
     assert max(latencies) < 5, latencies
     assert good_session(served.plain_port) < 5
+
+
+def guess(port: int, password: str) -> str:
+    """One login attempt as the victim from 127.0.0.1; the first line of PASS's answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as raw:
+        reader = raw.makefile("rb")
+        reader.readline()  # greeting
+        raw.sendall(b"USER victim\r\n")
+        reader.readline()
+        raw.sendall(f"PASS {password}\r\n".encode())
+        return reader.readline().decode()
+
+
+def test_a_thousand_guesses_from_one_address_lock_it_out_and_spare_everyone_else(
+    served: Installation,
+) -> None:
+    port = served.plain_port
+    # The right password comes late in the run: by then it must not even be checked.
+    passwords = [f"guess-{n}" for n in range(1000)]
+    passwords[700] = PASSWORD
+    answers: list[str] = []
+    # The good client has logged in before (its password check is remembered). A first login
+    # during the flood waits behind the attackers' first 50 argon2id checks: up to 6 s here.
+    good_session(port, source="127.0.0.2")
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        running = pool.map(lambda password: guess(port, password), passwords)
+        latencies = []
+        collecting = threading.Thread(target=lambda: answers.extend(running))
+        collecting.start()
+        while collecting.is_alive():
+            latencies.append(good_session(port, source="127.0.0.2"))
+        collecting.join()
+    elapsed = time.perf_counter() - started
+    kinds = Counter(answer.split("]")[0] + "]" for answer in answers)
+    assert len(answers) == 1000
+    assert not any(answer.startswith("+OK") for answer in answers)
+    assert set(kinds) <= {"-ERR [AUTH]", "-ERR [LOGIN-DELAY]"}, kinds
+    # Once ten failures were answered the rest were refused unchecked: the 50 in flight
+    # at that moment, and little more, ever reached the password check.
+    assert kinds["-ERR [AUTH]"] <= 100, kinds
+    assert elapsed < 120, elapsed
+    assert latencies
+    assert max(latencies) < 5, latencies
+    # LoginFailureMaxDelay after the last failure, the owner logs in again.
+    time.sleep(2.5)
+    assert guess(port, PASSWORD).startswith("+OK")
