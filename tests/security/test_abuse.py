@@ -27,6 +27,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installation]:
         installation.set(
             "LoginType", "PlainTextLogin",
             "LoginFailureDelay", "1", "LoginFailureMaxDelay", "2", "LoginFailureLockout", "10",
+            "PreAuthenticatedConnectionTimeout", "30",  # the least Exchange allows
         )  # fmt: skip
         installation.add_mailbox("good", PASSWORD)
         installation.add_mailbox("victim", PASSWORD)
@@ -144,3 +145,54 @@ def test_a_thousand_guesses_from_one_address_lock_it_out_and_spare_everyone_else
     # LoginFailureMaxDelay after the last failure, the owner logs in again.
     time.sleep(2.5)
     assert guess(port, PASSWORD).startswith("+OK")
+
+
+def test_slowloris_connections_are_cut_at_the_pre_authentication_deadline(
+    served: Installation,
+) -> None:
+    """500 connections that send a byte a second and never a whole line: the deadline runs
+    from the connection's start (trickling does not reset it), so all of them are closed 30 s
+    in, and a good client is served meanwhile."""
+    port = served.plain_port
+    opened = time.monotonic()
+    trickling = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(500)]
+    for connection in trickling:
+        connection.setblocking(False)  # one thread tends to all of them
+    closed_after: list[float] = []
+
+    def trickle() -> None:
+        alive = list(trickling)
+        while alive and time.monotonic() - opened < 45:
+            for connection in list(alive):
+                try:
+                    if connection.recv(4096) == b"":
+                        raise ConnectionResetError
+                except BlockingIOError:
+                    pass  # nothing from the server: still open
+                except OSError:
+                    closed_after.append(time.monotonic() - opened)
+                    alive.remove(connection)
+                    continue
+                try:
+                    connection.send(b"U")
+                except OSError:
+                    closed_after.append(time.monotonic() - opened)
+                    alive.remove(connection)
+            time.sleep(1)
+
+    trickler = threading.Thread(target=trickle)
+    trickler.start()
+    latencies = []
+    try:
+        while trickler.is_alive():
+            latencies.append(good_session(port))
+            time.sleep(0.5)
+    finally:
+        trickler.join()
+        for connection in trickling:
+            connection.close()
+    assert len(closed_after) == 500, f"{500 - len(closed_after)} trickling connections live on"
+    assert min(closed_after) >= 29, sorted(closed_after)[:5]
+    assert max(closed_after) <= 40, sorted(closed_after)[-5:]
+    assert latencies
+    assert max(latencies) < 5, latencies
