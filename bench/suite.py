@@ -387,21 +387,19 @@ class Bench:
         if number % 2:
             servers.reverse()
         seconds = self.args.seconds
-        for server in servers:
-            for tls, name in TRANSPORTS:
-                result = self.load(server, f"full-{name}", users=self.regular, workload="full",
-                                   tls=tls, seconds=seconds, concurrency=CONCURRENCY)  # fmt: skip
-                server.record(f"full-{name}", result.sessions_per_s)
-                assert result.latency_ms is not None
-                server.record(f"full-{name}-p50", result.latency_ms.p50)
-                server.record(f"full-{name}-p99", result.latency_ms.p99)
-        for server in servers:
-            for tls, name in TRANSPORTS:
-                result = self.load(server, f"login-{name}", users=self.regular, workload="login",
-                                   tls=tls, seconds=seconds, concurrency=CONCURRENCY)  # fmt: skip
-                server.record(f"login-{name}", result.sessions_per_s)
-                assert result.latency_ms is not None
-                server.record(f"login-{name}-p99", result.latency_ms.p99)
+        timed: list[_loadgen.Workload] = ["full", "login"]
+        for workload in timed:
+            for server in servers:
+                for tls, name in TRANSPORTS:
+                    key = f"{workload}-{name}"
+                    result = self.load(
+                        server, key, users=self.regular, workload=workload, tls=tls,
+                        seconds=seconds, concurrency=CONCURRENCY,
+                    )  # fmt: skip
+                    assert result.latency_ms is not None
+                    server.record(key, result.sessions_per_s)
+                    server.record(f"{key}-p50", result.latency_ms.p50)
+                    server.record(f"{key}-p99", result.latency_ms.p99)
         for server in servers:
             users = self.fresh[number]
             result = self.load(server, "login-fresh", users=users, workload="login",

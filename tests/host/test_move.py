@@ -18,8 +18,8 @@ from popgate.home import Home
 from popgate.host._move import Mover, SourceMaildrops
 from popgate.host._peers import PeerHosts
 from popgate.store import MailboxLocked, MailboxNotFound, MaildirStore
-from popgate.store import _move as store_move
 from popgate.store._move import ManifestEntry, manifest, read_file
+from tests.store.test_move import counting_manifest
 
 NO_DIRECTORY = cast("Directory", object())  # the steps tested here never reach it
 
@@ -37,19 +37,6 @@ def move_request(guid: uuid.UUID) -> MoveRequest:
         created=now,
         updated=now,
     )
-
-
-def counting(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
-    """Count the scans of a maildrop (every call of ``store._move.manifest``)."""
-    scanned: list[Path] = []
-    real = store_move.manifest
-
-    def spy(maildir: Path) -> list[ManifestEntry]:
-        scanned.append(maildir)
-        return real(maildir)
-
-    monkeypatch.setattr(store_move, "manifest", spy)
-    return scanned
 
 
 def test_a_pass_of_the_copy_scans_the_target_once_not_once_per_file(
@@ -87,7 +74,7 @@ def test_a_pass_of_the_copy_scans_the_target_once_not_once_per_file(
         )
         await mover._store.create_mailbox(guid)
         target = mover._store.mailbox_path(guid)
-        scanned = counting(monkeypatch)
+        scanned = counting_manifest(monkeypatch)
         assert await mover._sync(request, [*listed, twice], prune_extra=True) == 25
         assert scanned == [target, target]  # one scan to copy, one to prune
         assert manifest(target) == listed

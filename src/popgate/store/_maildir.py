@@ -887,14 +887,15 @@ class MaildirStore:
                 return kept[1]
         entries, duplicates = _refresh(mailbox)
         snapshot = _Snapshot.of(entries, duplicates)
-        after = _signature(mailbox)
+        # Small maildrops are never kept: spare them the second round of stats.
+        big = len(entries) >= SNAPSHOT_CACHE_MIN_MESSAGES
+        after = _signature(mailbox) if big else None
         with self._snapshots_lock:
             self._snapshots.pop(mailbox, None)
             # Kept only if nothing changed while refreshing (a delivery during the scan may
             # be missing from it) and every change is old enough to be seen in an mtime.
             if (
-                len(entries) >= SNAPSHOT_CACHE_MIN_MESSAGES
-                and after is not None
+                after is not None
                 and _settled(after)
                 and before is not None
                 and before[:2] == after[:2]
