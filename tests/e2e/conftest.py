@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import random
 import re
 import shutil
 import signal
@@ -28,20 +29,32 @@ from popgate.host._common import control_socket_path
 STARTUP_SECONDS = 20
 
 
-#: Ports handed out by free_port: the kernel may offer a port again as soon as the probe
-#: closes, and one installation takes several before any service binds them.
+#: Ports handed out by free_port in this process.
 _handed_out: set[int] = set()
+_ports = random.Random()
 
 
 def free_port() -> int:
-    """A TCP port that nothing listens on right now and that no other caller was given."""
+    """A TCP port that nothing listens on, below the kernel's ephemeral range, that no other
+    caller in this process was given.
+
+    Services bind their ports seconds after the ports are chosen, and again after every
+    restart; a port from the ephemeral range can meanwhile become the local end of any
+    outgoing connection on the machine (tests make thousands), and the service then cannot
+    listen (EADDRINUSE). A port below the range is never handed out that way, like 110 and 995.
+    """
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     while True:
+        port = _ports.randrange(10_000, low)
+        if port in _handed_out:
+            continue
         with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port: int = probe.getsockname()[1]
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
+            try:
+                probe.bind(("0.0.0.0", port))  # noqa: S104 - the backend binds every address
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
 
 
 def insecure_client_context() -> ssl.SSLContext:
@@ -256,14 +269,18 @@ def _collect_leaks() -> Iterator[None]:
 
 
 @contextmanager
-def installed(root: Path) -> Iterator[Installation]:
-    """A set-up popgate in ``root``: free ports, direct backend logins allowed."""
+def installed(
+    root: Path, *settings: str, directory_url: str | None = None
+) -> Iterator[Installation]:
+    """A set-up popgate in ``root``: free ports, direct backend logins allowed, the extra POP3
+    ``settings`` (NAME VALUE ...), and the directory at ``directory_url`` if one is given."""
     env = dict(os.environ)
     env["POPGATE_HOME"] = str(root / "popgate")
     env.pop("NOTIFY_SOCKET", None)
     inst = Installation(home=root / "popgate", env=env)
     inst.lmtp_port = free_port()
-    inst.popgate("setup", "--lmtp", f"127.0.0.1:{inst.lmtp_port}")
+    directory = ("--directory", directory_url) if directory_url else ()
+    inst.popgate("setup", *directory, "--lmtp", f"127.0.0.1:{inst.lmtp_port}")
     inst.backend_port, inst.plain_port, inst.ssl_port = free_port(), free_port(), free_port()
     inst.https_port = free_port()
     inst.set(
@@ -271,6 +288,7 @@ def installed(root: Path) -> Iterator[Installation]:
         "AllowDirectBackendLogin", "$true",
         "UnencryptedOrTLSBindings", f"127.0.0.1:{inst.plain_port}",
         "SSLBindings", f"127.0.0.1:{inst.ssl_port}",
+        *settings,
     )  # fmt: skip
     try:
         yield inst

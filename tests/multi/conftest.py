@@ -513,13 +513,11 @@ def _network(org: Organization) -> Iterator[None]:
         yield
 
 
-@contextlib.contextmanager
-def organization_of_four() -> Iterator[Organization]:
-    """Bring the organization up; tear everything down afterwards, whatever happened."""
-    bindir = postgres_bindir()
-    assert bindir is not None
-    began = time.monotonic()
-    root = Path(tempfile.mkdtemp(prefix="popgate-multi-"))
+def postgres_folder(root: Path) -> tuple[Path, str]:
+    """A data folder for a PostgreSQL server under ``root`` and the user it runs as.
+
+    ``root`` becomes traversable by everyone (not listable), so that user reaches its folder.
+    """
     root.chmod(0o711)
     owner = "postgres"
     try:
@@ -529,6 +527,17 @@ def organization_of_four() -> Iterator[Organization]:
     folder = root / "postgres"
     folder.mkdir(mode=0o700)
     shutil.chown(folder, owner, None)
+    return folder, owner
+
+
+@contextlib.contextmanager
+def organization_of_four() -> Iterator[Organization]:
+    """Bring the organization up; tear everything down afterwards, whatever happened."""
+    bindir = postgres_bindir()
+    assert bindir is not None
+    began = time.monotonic()
+    root = Path(tempfile.mkdtemp(prefix="popgate-multi-"))
+    folder, owner = postgres_folder(root)
     tag = secrets.token_hex(3)
     subnet = _free_subnet()
     postgres = Postgres(bindir=bindir, folder=folder, port=_free_port("127.0.0.1"), owner=owner)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from popgate.services._throttle import LoginThrottle
+import asyncio
+
+from popgate.services._throttle import LoginThrottle, PasswordCheckShares
 from tests.clock import ManualClock
 
 
@@ -55,3 +57,40 @@ def test_old_failures_are_forgotten() -> None:
     throttle.failed("192.0.2.1", "alice")
     clock.now += 4000
     assert throttle.failed("192.0.2.1", "alice") == 1
+
+
+def test_password_checks_are_shared_out_by_address_and_core() -> None:
+    """One address gets two checks at a time, all addresses together one per core, and
+    another address goes ahead of a flooding address's queue."""
+
+    async def scenario() -> tuple[int, int, list[str], int]:
+        shares = PasswordCheckShares(per_address=2, cores=3)
+        release = asyncio.Event()
+        running: list[str] = []
+        most_of_one = most_in_all = 0
+
+        async def check(address: str, *, hold: bool) -> None:
+            nonlocal most_of_one, most_in_all
+            async with shares.turn(address):
+                running.append(address)
+                most_of_one = max(most_of_one, running.count("192.0.2.1"))
+                most_in_all = max(most_in_all, len(running))
+                if hold:
+                    await release.wait()
+                running.remove(address)
+
+        flood = [asyncio.create_task(check("192.0.2.1", hold=True)) for _ in range(50)]
+        await asyncio.sleep(0)
+        await asyncio.wait_for(check("198.51.100.9", hold=False), 1)  # not behind the 50
+        during = list(running)
+        crowd = [asyncio.create_task(check(f"203.0.113.{n}", hold=True)) for n in range(20)]
+        await asyncio.sleep(0)
+        release.set()
+        await asyncio.gather(*flood, *crowd)
+        return most_of_one, most_in_all, during, len(shares)
+
+    most_of_one, most_in_all, during, addresses_left = asyncio.run(scenario())
+    assert most_of_one == 2
+    assert most_in_all == 3
+    assert during == ["192.0.2.1", "192.0.2.1"]
+    assert addresses_left == 0  # nothing is kept for addresses that are done

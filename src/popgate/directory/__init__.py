@@ -7,7 +7,14 @@ Core's asyncio extension; the schema is managed by the Alembic migrations in ``m
 from __future__ import annotations
 
 from ._directory import DEFAULT_DOMAIN, Directory
-from ._errors import AlreadyExists, DirectoryError, InvalidName, InvalidSetting, NotFound
+from ._errors import (
+    AlreadyExists,
+    DirectoryError,
+    DirectoryUnavailable,
+    InvalidName,
+    InvalidSetting,
+    NotFound,
+)
 from ._model import AuditEntry, Mailbox, MoveRequest, MoveStatus, Role, RoleGroup, Server
 from ._names import validate_address, validate_domain, validate_mailbox_name
 from ._settings import (
@@ -36,6 +43,7 @@ __all__ = [
     "CasMailboxSettings",
     "Directory",
     "DirectoryError",
+    "DirectoryUnavailable",
     "ExtendedProtectionPolicy",
     "InvalidName",
     "InvalidSetting",

@@ -8,28 +8,43 @@ Queries are SQLAlchemy Core so that both backends run the same statements.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import hashlib
 import hmac
 import json
 import re
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final, ParamSpec, Self, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Row
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.exc import ArgumentError, IntegrityError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
 from popgate.protocol._scram_keys import ScramCredentials
 
 from . import _migrate, _passwords, _transfer
-from ._errors import AlreadyExists, DirectoryError, InvalidName, InvalidSetting, NotFound
+from ._errors import (
+    AlreadyExists,
+    DirectoryError,
+    DirectoryUnavailable,
+    InvalidName,
+    InvalidSetting,
+    NotFound,
+)
 from ._model import AuditEntry, Mailbox, MoveRequest, MoveStatus, Role, RoleGroup, Server
 from ._names import (
     validate_address,
@@ -72,6 +87,43 @@ _MAILBOX_COLUMNS: Final = (
     mailboxes.c.created,
     mailboxes.c.prohibit_send_receive_quota,
 )
+
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+#: What the drivers raise when the database cannot be reached (asyncpg's refused connect
+#: comes through as a bare OSError), dropped the connection, or stayed locked (SQLite's
+#: "database is locked" after the busy timeout): conditions that pass, not bugs.
+_UNAVAILABLE: Final = (
+    OperationalError,
+    InterfaceError,
+    sa.exc.TimeoutError,
+    OSError,
+    TimeoutError,
+)
+
+
+def _reports_unavailable(method: Callable[_P, Awaitable[_T]]) -> Callable[_P, Awaitable[_T]]:
+    """Turn the database being unreachable or locked into :class:`DirectoryUnavailable`.
+
+    For the lookups the POP3 and delivery services make on every login and delivery, so that
+    they can answer "try again later" instead of failing with a traceback.
+    """
+
+    @functools.wraps(method)
+    async def checked(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        try:
+            return await method(*args, **kwargs)
+        except _UNAVAILABLE as error:
+            cause = error.orig if isinstance(error, DBAPIError) else error
+            reason = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+            raise DirectoryUnavailable(
+                f"The directory database is unavailable ({type(cause).__name__}"
+                f"{': ' + reason if reason else ''}); try again later."
+            ) from error
+
+    return checked
 
 
 def _now() -> datetime:
@@ -334,6 +386,7 @@ class Directory:
                 ) from None
         return mailbox
 
+    @_reports_unavailable
     async def get_mailbox(self, name_or_address: str) -> Mailbox | None:
         """The mailbox with this name or address (case-insensitive), or None."""
         async with self._engine.connect() as conn:
@@ -442,7 +495,14 @@ class Directory:
             await self._require_mailbox_server(conn, server_name)
             await self._update_mailbox(name, {"server_name": server_name}, conn)
 
-    async def verify_password(self, name_or_address: str, password: str) -> Mailbox | None:
+    @_reports_unavailable
+    async def verify_password(
+        self,
+        name_or_address: str,
+        password: str,
+        *,
+        check_turn: contextlib.AbstractAsyncContextManager[object] | None = None,
+    ) -> Mailbox | None:
         """The mailbox if ``password`` is right; None for an unknown user, no password or a
         wrong one.
 
@@ -450,7 +510,9 @@ class Directory:
         dummy hash), so timing does not tell which. A success is remembered for an hour in
         memory (:class:`~popgate.directory._passwords.AuthCache`), keyed by the stored hash
         as well as the password, so a repeated login skips argon2 but a changed password
-        never matches an old entry; the row is still read every time.
+        never matches an old entry; the row is still read every time. ``check_turn`` is
+        entered around the argon2id check only, so a caller can ration the costly checks
+        without delaying remembered ones.
         """
         async with self._engine.connect() as conn:
             row = (
@@ -468,7 +530,9 @@ class Directory:
                 # The hash was current when the entry was made and it is still the stored
                 # one, so there is nothing to rehash.
                 return _to_mailbox(row)
-        if not await asyncio.to_thread(_passwords.verify_hash, stored, password):
+        async with check_turn or contextlib.nullcontext():
+            verified = await asyncio.to_thread(_passwords.verify_hash, stored, password)
+        if not verified:
             return None
         assert row is not None
         assert stored is not None
@@ -481,6 +545,7 @@ class Directory:
             self._auth_cache.add(cache_key)
         return _to_mailbox(row)
 
+    @_reports_unavailable
     async def scram_credentials(
         self, name_or_address: str
     ) -> tuple[Mailbox, ScramCredentials] | None:
@@ -507,6 +572,7 @@ class Directory:
         )
         return _to_mailbox(row), credentials
 
+    @_reports_unavailable
     async def get_mailbox_by_guid(self, guid: uuid.UUID) -> Mailbox | None:
         """The mailbox with this GUID, or None."""
         async with self._engine.connect() as conn:
@@ -720,6 +786,7 @@ class Directory:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
+    @_reports_unavailable
     async def get_server(self, name: str) -> Server | None:
         """The server of that name (case-insensitive), or None."""
         async with self._engine.connect() as conn:
@@ -768,6 +835,7 @@ class Directory:
             if result.rowcount == 0:
                 raise _not_found_server(server)
 
+    @_reports_unavailable
     async def verify_proxy_secret(self, server: str, secret: str) -> bool:
         """Whether ``secret`` is this server's proxy secret (constant-time comparison)."""
         async with self._engine.connect() as conn:
@@ -837,6 +905,7 @@ class Directory:
 
     # --- POP3 settings --------------------------------------------------------------------
 
+    @_reports_unavailable
     async def get_pop_settings(self, server: str, *, effective: bool = False) -> PopSettings:
         """The configured settings (what Set-PopSettings wrote) or, with ``effective``, the ones
         the running service read at its last start; defaults where never set or applied."""

@@ -6,7 +6,14 @@ admin center show them to administrators as they are.
 
 from __future__ import annotations
 
-__all__ = ["AlreadyExists", "DirectoryError", "InvalidName", "InvalidSetting", "NotFound"]
+__all__ = [
+    "AlreadyExists",
+    "DirectoryError",
+    "DirectoryUnavailable",
+    "InvalidName",
+    "InvalidSetting",
+    "NotFound",
+]
 
 
 class DirectoryError(Exception):
@@ -27,3 +34,7 @@ class NotFound(DirectoryError):  # noqa: N818 - the API's agreed name
 
 class InvalidSetting(DirectoryError):  # noqa: N818 - the API's agreed name
     """A setting name is unknown or its value is out of range."""
+
+
+class DirectoryUnavailable(DirectoryError):  # noqa: N818 - named like its siblings
+    """The database cannot be reached, or stayed locked past the busy timeout: try later."""

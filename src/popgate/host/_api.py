@@ -72,6 +72,7 @@ __all__ = [
     "create_app",
     "elsewhere",
     "error_responses",
+    "foreign_origin",
     "on_behalf",
     "require_change",
     "require_read",
@@ -181,8 +182,8 @@ class ErrorResponse(BaseModel):
 ERROR_DESCRIPTIONS: dict[int, str] = {
     400: "The body cannot be read: an upload that is not valid form data, or ended early.",
     401: "Not logged in, or the user name or password is incorrect.",
-    403: "The caller's role groups do not allow this, or an admin center session sent no "
-    "valid CSRF token.",
+    403: "The caller's role groups do not allow this, an admin center session sent no valid "
+    "CSRF token, or another site's page sent the change (its Origin is not this host).",
     404: "There is no such service, mailbox, server, role group or member.",
     409: "The current state does not allow it: the service is already running, disabled or "
     "not active; the object already exists; or the mailbox's mail is on another server.",
@@ -350,12 +351,32 @@ def _basic_credentials(header: str | None) -> tuple[str, str] | None:
     return (name, password) if colon else None
 
 
+def foreign_origin(request: Request) -> str | None:
+    """The Origin a browser named for ``request`` when another site's page sent it; None for
+    this host's own pages and for clients that are no browser (they send no Origin)."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return None
+    own = f"{request.url.scheme}://{request.headers.get('host', '')}"
+    return None if origin.lower() == own.lower() else origin
+
+
 async def identify(request: Request) -> Caller:
     """The caller of ``request``: the socket peer, or the HTTPS login."""
     context: ControlContext = request.app.state.context
     peer = request.scope.get("state", {}).get("peer")
     if isinstance(peer, PeerCredentials):
         return local_caller(peer)
+    origin = foreign_origin(request)
+    if origin is not None and request.method not in SAFE_METHODS:
+        # A browser sends the session cookie, and Basic credentials it remembers, with a form
+        # another site posts here (Stop-Service needs no body): only its Origin tells.
+        raise ApiError(
+            403,
+            ERROR_ACCESS_DENIED,
+            f"The request comes from another site's page ({origin[:100]}); make changes "
+            "from the admin center itself.",
+        )
     address = request.client.host if request.client else "unknown"
     session = context.sessions.get(request.cookies.get(SESSION_COOKIE))
     if session is not None:

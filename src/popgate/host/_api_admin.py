@@ -29,6 +29,7 @@ from popgate.directory import (
     AlreadyExists,
     CasMailboxSettings,
     DirectoryError,
+    DirectoryUnavailable,
     InvalidSetting,
     Mailbox,
     MultiValueEdit,
@@ -66,6 +67,7 @@ from popgate.host._common import (
 )
 from popgate.host._connectivity import ConnectionType
 from popgate.host._connectivity import test_pop_connectivity as run_connectivity_test
+from popgate.host._peers import ERROR_SERVER_UNAVAILABLE
 from popgate.store import (
     ImportSourceError,
     MaildirStore,
@@ -305,6 +307,9 @@ def _api_error(error: DirectoryError) -> ApiError:
         return ApiError(404, ERROR_NOT_FOUND, str(error))
     if isinstance(error, AlreadyExists):
         return ApiError(409, ERROR_ALREADY_EXISTS, str(error))
+    if isinstance(error, DirectoryUnavailable):
+        # The database is down or locked: nothing wrong with the request; try again later.
+        return ApiError(503, ERROR_SERVER_UNAVAILABLE, str(error))
     return ApiError(422, ERROR_INVALID_PARAMETER, str(error))
 
 

@@ -24,6 +24,7 @@ from popgate.host._api import (
     Caller,
     ControlContext,
     ServiceStatus,
+    foreign_origin,
     login,
     on_behalf,
     service_status,
@@ -204,6 +205,8 @@ def ecp_router() -> APIRouter:
             _set_cookie(response, LOGIN_COOKIE, token, max_age=3600)
             return response
 
+        if foreign_origin(request) is not None:
+            return again("The sign-in form was sent from another site's page; sign in here.", 403)
         if not expected or not secrets.compare_digest(expected, csrf):
             return again("The sign-in form has expired; sign in again.", 403)
         try:
@@ -221,6 +224,10 @@ def ecp_router() -> APIRouter:
     async def sign_out(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
         session = _session(request)
         if session is not None:
+            if foreign_origin(request) is not None:
+                return HTMLResponse(
+                    "The sign-out request comes from another site's page.", status_code=403
+                )
             if not secrets.compare_digest(session.csrf, csrf):
                 return HTMLResponse("The request has no valid CSRF token.", status_code=403)
             _context(request).sessions.end(session.token)
@@ -238,7 +245,11 @@ def ecp_router() -> APIRouter:
         caller = page_caller(session)
         remote = None if context.peers.is_local(server or None) else server.strip().lower()
         unreachable = ""
-        if remote is None:
+        if not caller.may_read:
+            # The API refuses these role groups the list (403); its page must not show it.
+            shown = []
+            unreachable = "Access is denied: your role groups do not allow viewing services."
+        elif remote is None:
             host = context.host
             shown = [service_status(host, process) for process in host.processes.values()]
         else:
@@ -248,6 +259,7 @@ def ecp_router() -> APIRouter:
             session,
             "services.html",
             "services",
+            may_read=caller.may_read,
             may_control=caller.may_control,
             logon_as=LOGON_AS,
             services=shown,

@@ -24,6 +24,7 @@ from popgate.host._states import ServiceState
 from popgate.services import ServiceInfo
 from popgate.services._logformat import CHILD, child_line
 from popgate.services._metrics import METRICS_DIR_VARIABLE, process_ended
+from popgate.services._notify import SUPERVISOR_PID_VARIABLE
 
 __all__ = ["ServiceProcess"]
 
@@ -102,7 +103,11 @@ class ServiceProcess:
         notify.bind(str(notify_path))
         notify.setblocking(False)
         try:
-            environment = dict(self._environment, NOTIFY_SOCKET=str(notify_path))
+            environment = dict(
+                self._environment,
+                NOTIFY_SOCKET=str(notify_path),
+                **{SUPERVISOR_PID_VARIABLE: str(os.getpid())},
+            )
             self._process = await asyncio.create_subprocess_exec(
                 *self._command,
                 env=environment,

@@ -295,6 +295,11 @@ class SessionDriver:
         self.connection.start_tls_done()
 
     async def _write(self, data: bytes) -> None:
+        if self.writer.transport.is_closing():
+            # The peer reset the connection while a reply was being prepared. uvloop raises
+            # RuntimeError for a write to a closed transport (asyncio ignores it): report it
+            # as the lost connection it is.
+            raise ConnectionResetError("Connection lost")
         self.writer.write(data)
         self.on_sent(len(data))
         await self.writer.drain()

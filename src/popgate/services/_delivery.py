@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from popgate.directory import Directory, Server
+from popgate.directory import Directory, DirectoryUnavailable, Server
 from popgate.home import Home
 from popgate.services._deliverer import MAX_MESSAGE_SIZE, Deliverer, Delivery, Outcome
 from popgate.services._metrics import ServiceMetrics
@@ -60,6 +60,9 @@ class LmtpHandler:
         del server, session, rcpt_options
         try:
             mailbox = await self.deliverer.find(address)
+        except DirectoryUnavailable as error:
+            logger.warning("lookup of %r deferred: %s", address[:254], error)
+            return f"451 4.3.0 <{address}> Temporary failure looking up the recipient"
         except Exception:
             logger.exception("directory lookup of %r failed", address[:254])
             return f"451 4.3.0 <{address}> Temporary failure looking up the recipient"
@@ -89,6 +92,9 @@ class LmtpHandler:
     async def _one(self, address: str, content: bytes) -> str:
         try:
             delivery = await self.deliverer.deliver_to(address, content)
+        except DirectoryUnavailable as error:
+            logger.warning("delivery to %r deferred: %s", address[:254], error)
+            delivery = Delivery(Outcome.FAILED, "the directory is unavailable")
         except Exception:
             logger.exception("delivery to %r failed", address[:254])
             delivery = Delivery(Outcome.FAILED, "internal error")

@@ -15,10 +15,17 @@ import logging
 import ssl
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-from popgate.directory import Directory, LoginType, Mailbox, PopSettings, Server
+from popgate.directory import (
+    Directory,
+    DirectoryUnavailable,
+    LoginType,
+    Mailbox,
+    PopSettings,
+    Server,
+)
 from popgate.home import Home
 from popgate.net import SessionTimers, pinned_context
 from popgate.protocol import (
@@ -47,17 +54,22 @@ from popgate.services._backend import (
     MAX_COMMAND_SIZE_ATTRIBUTE,
     SIGN_OFF,
 )
-from popgate.services._login import LOGON_FAILURE, LoginSession
+from popgate.services._login import LOGON_FAILURE, LockedOutWhileWaitingError, LoginSession
 from popgate.services._metrics import ServiceMetrics
 from popgate.services._protocol_log import ProtocolLog
-from popgate.services._throttle import LoginThrottle
+from popgate.services._throttle import LoginThrottle, PasswordCheckShares
 
 __all__ = ["ConnectionLimits", "FrontendConfig", "FrontendSession"]
 
 logger = logging.getLogger("popgate.frontend")
 
-#: Seconds to reach a backend and finish its greeting and AUTH.
+#: Seconds to reach a backend.
 BACKEND_TIMEOUT = 15.0
+#: Seconds for the backend's greeting and its answer to the proxied login, which opens the
+#: maildrop: the first open of a very big one reads every file (200,000 messages took 20 s
+#: on a busy two-core server), and a client that waits is better served than one told to
+#: come back while the backend finishes the work anyway.
+BACKEND_LOGIN_TIMEOUT = 120.0
 #: Bytes moved per read while relaying, and the write buffer allowed before waiting: large
 #: enough that a RETR of megabytes moves in few loop iterations.
 RELAY_CHUNK = 1 << 20
@@ -125,6 +137,7 @@ class FrontendConfig:
     limits: ConnectionLimits
     throttle: LoginThrottle
     metrics: ServiceMetrics
+    password_checks: PasswordCheckShares = field(default_factory=PasswordCheckShares)
     #: This process's protocol log; None when ProtocolLogEnabled is off.
     protocol_log: ProtocolLog | None = None
 
@@ -253,6 +266,15 @@ class FrontendSession(LoginSession):
             f"Too many failed logins; try again in {seconds} seconds.", ResponseCode.LOGIN_DELAY
         )
 
+    @contextlib.asynccontextmanager
+    async def password_check_turn(self, user: str) -> AsyncIterator[None]:
+        """This client address's turn at the password checks, unless a lockout began while
+        it waited (the guesses queued behind a lockout cost no argon2id)."""
+        async with self.config.password_checks.turn(self.client_address):
+            if locked := self.locked_out(user):
+                raise LockedOutWhileWaitingError(locked)
+            yield
+
     async def logon_failure(self, user: str, reason: str) -> Err:
         # One line a fail2ban filter can match (contrib/fail2ban); user names are escaped.
         self.note("AuthFailed")
@@ -295,7 +317,7 @@ class FrontendSession(LoginSession):
     async def _open_backend(self, mailbox: Mailbox) -> Reply:
         try:
             reader, writer = await asyncio.wait_for(self._connect_backend(mailbox), BACKEND_TIMEOUT)
-        except (OSError, TimeoutError, ssl.SSLError) as error:
+        except (OSError, TimeoutError, ssl.SSLError, DirectoryUnavailable) as error:
             self.metrics.error("proxy")
             self.note("ProxyFailed")
             self.log.warning(
@@ -308,7 +330,7 @@ class FrontendSession(LoginSession):
             return BACKEND_UNAVAILABLE
         try:
             reply = await asyncio.wait_for(
-                self._backend_login(reader, writer, mailbox), BACKEND_TIMEOUT
+                self._backend_login(reader, writer, mailbox), BACKEND_LOGIN_TIMEOUT
             )
         except (OSError, TimeoutError, ssl.SSLError, BackendProtocolError) as error:
             self.metrics.error("proxy")
@@ -441,7 +463,17 @@ class FrontendSession(LoginSession):
                         continue
                     self.log.info("session %s timed out while relaying", self.session_id)
                     return
+                if backend_writer.transport.is_closing():
+                    # The backend ended the session (QUIT) while the client still sent: its
+                    # replies are all relayed, and uvloop raises on a closed transport.
+                    return
                 if not data:
+                    # The client half-closed after its last commands: the backend must still
+                    # answer them (as the front end does before the hand-off), then it closes,
+                    # which ends the relay. A TLS connection to a backend has no half-close.
+                    if backend_writer.can_write_eof():
+                        backend_writer.write_eof()
+                        await asyncio.wait_for(asyncio.shield(ended), max(idle, 1))
                     return
                 last_activity[0] = time.monotonic()
                 backend_writer.write(data)

@@ -7,7 +7,9 @@ failures are paced (:meth:`LoginSession.logon_failure`, :meth:`LoginSession.lock
 
 from __future__ import annotations
 
-from popgate.directory import Directory, Mailbox
+from contextlib import AbstractAsyncContextManager, nullcontext
+
+from popgate.directory import Directory, DirectoryUnavailable, Mailbox
 from popgate.net import Exchange, SessionDriver, format_address
 from popgate.protocol import (
     Auth,
@@ -67,6 +69,14 @@ def may_act_as(mailbox: Mailbox, authzid: str) -> bool:
         mailbox.name.casefold(),
         mailbox.address.casefold(),
     )
+
+
+class LockedOutWhileWaitingError(Exception):
+    """A lockout began while a password check waited its turn: refuse without checking."""
+
+    def __init__(self, refusal: Err) -> None:
+        super().__init__(refusal.text)
+        self.refusal = refusal
 
 
 class LoginSession(SessionDriver):
@@ -167,7 +177,12 @@ class LoginSession(SessionDriver):
         """Check a password (USER/PASS, PLAIN, LOGIN) and log the mailbox on."""
         if locked := self.locked_out(authcid):
             return locked
-        mailbox = await self.directory.verify_password(authcid, password)
+        try:
+            mailbox = await self.directory.verify_password(
+                authcid, password, check_turn=self.password_check_turn(authcid)
+            )
+        except LockedOutWhileWaitingError as waited:
+            return waited.refusal
         if mailbox is None:
             return await self.logon_failure(authcid, "bad credentials")
         if not may_act_as(mailbox, authzid):
@@ -182,6 +197,13 @@ class LoginSession(SessionDriver):
         """A refusal without checking credentials (brute-force lockout), or None."""
         del user
         return None
+
+    def password_check_turn(self, user: str) -> AbstractAsyncContextManager[object]:
+        """Held while argon2id checks ``user``'s password (not for a remembered one): the
+        front end shares the checks out by address; it raises :class:`LockedOutWhileWaitingError`
+        if a lockout began while the check waited its turn."""
+        del user
+        return nullcontext()
 
     async def logon_failure(self, user: str, reason: str) -> Err:
         """Log a failed login and return the reply for it."""
@@ -198,7 +220,10 @@ class LoginSession(SessionDriver):
 
     async def handle_login(self, command: Command) -> Reply | None:
         """Answer USER, PASS, AUTH and SASL lines; None for any other command."""
-        reply = await self._login_reply(command)
+        try:
+            reply = await self._login_reply(command)
+        except DirectoryUnavailable as error:
+            reply = self._directory_unavailable(error)
         if reply is not None:
             self._count_login(reply)
         return reply
@@ -224,6 +249,21 @@ class LoginSession(SessionDriver):
                 self.mechanism = self.login_mechanism = None
                 return Err("Authentication cancelled.")
         return None
+
+    def _directory_unavailable(self, error: DirectoryUnavailable) -> Err:
+        """A login the directory cannot decide now: a temporary refusal, logged in one line
+        (a database that is down or locked is an operating condition, not a bug)."""
+        self.mechanism = self.scram_mailbox = None
+        self.metrics.error("directory")
+        self.note("DirectoryUnavailable")
+        self.log.warning(
+            "session %s: login not possible now: %s",
+            self.session_id,
+            error,
+            extra={"event": "directory_unavailable"},
+        )
+        return Err("The directory is not available right now; try again later.",
+                   ResponseCode.SYS_TEMP)  # fmt: skip
 
     def unsupported_mechanism(self, name: str) -> Err:
         """The reply to AUTH with a mechanism not allowed now."""

@@ -64,7 +64,8 @@ _RETR_BYTES = Counter("popgate_retr_bytes", "Message bytes sent by RETR and TOP.
 _ERRORS = Counter(
     "popgate_errors",
     "Failures on the server's side, by kind: proxy (backend unreachable or refusing), store "
-    "(a message or deletion the store could not serve), internal (a bug).",
+    "(a message or deletion the store could not serve), directory (its database unreachable "
+    "or locked), internal (a bug).",
     ["service", "kind"],
 )
 _LOCK_CONFLICTS = Counter(

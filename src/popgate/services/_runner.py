@@ -7,6 +7,7 @@ import contextlib
 import errno
 import logging
 import os
+import resource
 import signal
 import ssl
 import sys
@@ -24,7 +25,7 @@ from popgate.services._catalog import BACKEND, DELIVERY, ServiceInfo
 from popgate.services._delivery import start_delivery
 from popgate.services._frontend import ConnectionLimits, FrontendConfig, FrontendSession
 from popgate.services._metrics import ServiceMetrics, metrics_dir_of_environment, process_ended
-from popgate.services._notify import notify
+from popgate.services._notify import SUPERVISOR_PID_VARIABLE, die_with_supervisor, notify
 from popgate.services._protocol_log import open_protocol_log
 from popgate.services._throttle import LoginThrottle
 from popgate.store import MaildirStore
@@ -124,6 +125,24 @@ class Started:
     quiesce: Callable[[], Coroutine[Any, Any, object]] | None = None
 
 
+def raise_open_files_limit() -> int:
+    """Raise the soft limit on open files to the hard limit; return the soft limit now.
+
+    Each client holds a descriptor (two on the front end once proxied), and the soft limit
+    services start with (1,024 under systemd and most shells) would turn clients away long
+    before MaxConnections; the hard limit is the administrator's real cap.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError) as error:  # an unlimited hard limit cannot be the soft one
+        logger.info("open files limit stays at %d: %s", soft, error)
+        return soft
+    return hard
+
+
 async def run_service(
     home: Home, service: ServiceInfo, *, stop: asyncio.Event | None = None, worker: bool = False
 ) -> None:
@@ -133,6 +152,9 @@ async def run_service(
     ``worker`` copies of it, each listening on the same ports (SO_REUSEPORT), the kernel
     spreading connections among them. Workers use the effective settings as they are.
     """
+    raise_open_files_limit()
+    if not die_with_supervisor():
+        raise ServiceStartError("the process that started this service has ended")
     directory = await Directory.connect(home.directory_url)
     try:
         server = await directory.get_server(home.server_name)
@@ -192,8 +214,9 @@ async def run_service(
 
 async def _start_workers(service: ServiceInfo, count: int) -> list[asyncio.subprocess.Process]:
     """Start ``count`` worker copies of this service process."""
-    # Only the service's main process speaks to its supervisor.
+    # Only the service's main process speaks to its supervisor; the workers die with it.
     environment = {key: value for key, value in os.environ.items() if key != "NOTIFY_SOCKET"}
+    environment[SUPERVISOR_PID_VARIABLE] = str(os.getpid())
     command = [sys.executable, "-m", "popgate.cli", "service", "run", service.name, "--worker"]
     workers = [
         await asyncio.create_subprocess_exec(*command, env=environment) for _ in range(count)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-__all__ = ["LoginThrottle"]
+__all__ = ["LoginThrottle", "PasswordCheckShares"]
 
 #: Keys forgotten after this long without a failure, so the table cannot grow without bound
 #: from one-off mistakes, and an old run of failures stops counting.
@@ -77,3 +80,53 @@ class LoginThrottle:
     def succeeded(self, account: str) -> None:
         """A login to ``account`` succeeded: its run of failures is over."""
         self._failures.pop(f"account:{account.casefold()}", None)
+
+
+#: Password checks one source address may have running at once: two keep an honest gateway
+#: (a webmail, a NAT) moving while leaving the rest to everyone else.
+CHECKS_PER_ADDRESS = 2
+
+
+@dataclass
+class _Share:
+    turns: asyncio.Semaphore
+    holders: int = 0
+
+
+@dataclass
+class PasswordCheckShares:
+    """Shares the argon2id password checks out: a few per source address, one per core.
+
+    Checks wait in line first come, first served, so without a share per address one
+    address's burst of guesses would queue every other client's first login behind all of
+    it (6 s to 27 s in tests/security/test_abuse.py before this existed). Without the cap per
+    core, a burst from many addresses would run as many checks as the thread pool has threads,
+    each on several threads of its own, and starve the event loop that serves everyone else.
+    """
+
+    per_address: int = CHECKS_PER_ADDRESS
+    cores: int = field(default_factory=lambda: os.cpu_count() or 1)
+    _shares: dict[str, _Share] = field(default_factory=dict)
+    _running: asyncio.Semaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._running = asyncio.Semaphore(self.cores)
+
+    def __len__(self) -> int:
+        """How many addresses have checks running or waiting."""
+        return len(self._shares)
+
+    @asynccontextmanager
+    async def turn(self, address: str) -> AsyncIterator[None]:
+        """Wait for a free share of ``address`` and a free core; hold them while checking."""
+        share = self._shares.get(address)
+        if share is None:
+            share = self._shares[address] = _Share(asyncio.Semaphore(self.per_address))
+        share.holders += 1
+        try:
+            async with share.turns, self._running:
+                yield
+        finally:
+            share.holders -= 1
+            if share.holders == 0:
+                del self._shares[address]

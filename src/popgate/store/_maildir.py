@@ -279,13 +279,15 @@ def top_of_stream(stream: BinaryIO, body_lines: int, chunk_size: int = _TOP_CHUN
     return top_of_message(bytes(buffer), body_lines)
 
 
-def _last_octet(path: Path) -> bytes:
-    with path.open("rb") as stream:
-        end = stream.seek(0, os.SEEK_END)
-        if end == 0:
-            return b""
-        stream.seek(end - 1)
-        return stream.read(1)
+def _last_octet(path: str) -> bytes:
+    # Plain descriptors, not Path.open: the first index of a big maildrop calls this once per
+    # message, and pathlib's and io's overhead was most of that time.
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        end = os.fstat(fd).st_size
+        return os.pread(fd, 1, end - 1) if end else b""
+    finally:
+        os.close(fd)
 
 
 @dataclass(slots=True)
@@ -375,9 +377,11 @@ def _write_index(mailbox: Path, entries: Sequence[_Entry]) -> None:
             os.fsync(stream.fileno())
         temporary.replace(mailbox / INDEX)
         _fsync_dir(mailbox)
-    except OSError:
-        # The index is a cache; a full disk must not stop POP3 from serving the mail.
-        _log.warning("%s: could not write the index", mailbox / INDEX, exc_info=True)
+    except OSError as error:
+        # The index is a cache; a full disk must not stop POP3 from serving the mail. An
+        # expected condition, so one line without a traceback; no partial copy is left.
+        _log.warning("%s: could not write the index: %s", mailbox / INDEX, error)
+        temporary.unlink(missing_ok=True)
 
 
 def _private_opener(path: str, flags: int) -> int:
@@ -411,12 +415,13 @@ def _order_key(mailbox: Path, base: str, path: str) -> tuple[int, int, str] | No
 def _index_new_files(mailbox: Path, found: dict[str, str]) -> list[_Entry]:
     """Entries for files the index does not know yet, in delivery order."""
     fresh: list[tuple[tuple[int, int, str], _Entry]] = []
+    folder = str(mailbox)
     for base, path in found.items():
         named = _named_size(base)
         try:
             if named is not None:
                 # W= counts line ends only (as in Dovecot); one octet tells the end fix-up.
-                size = named + _end_fixup(_last_octet(mailbox / path))
+                size = named + _end_fixup(_last_octet(f"{folder}/{path}"))
             else:
                 with (mailbox / path).open("rb") as stream:
                     size = crlf_size_of_stream(stream)

@@ -1,0 +1,1 @@
+"""Concurrency tests: many sessions, deliveries and maildrop locks against real services."""
