@@ -466,6 +466,30 @@ def test_every_api_route_as_every_role_with_an_admin_center_session(
     assert problems == [], "\n".join(problems)
 
 
+def test_a_caller_without_the_right_is_refused_before_told_whether_a_name_exists(
+    org: Org, web: httpx.Client
+) -> None:
+    """A change of an unknown service or move: 404 only to those allowed to make it."""
+    calls = {
+        "/api/v1/services/NoSuchService/start": CONTROL,
+        "/api/v1/services/NoSuchService/stop": CONTROL,
+        f"/api/v1/move-requests/{NO_SUCH}/resume": RECIPIENT_CHANGE,
+    }
+    problems = []
+    for path, allowed in calls.items():
+        for caller in ACCOUNTS:
+            answer = send(web, "POST", path, basic(caller))
+            expected = 404 if caller in allowed else 403
+            if answer.status_code != expected:
+                problems.append(f"POST {path} as {caller}: {answer.status_code}, not {expected}")
+    for caller in ACCOUNTS:
+        answer = send(web, "DELETE", f"/api/v1/move-requests/{NO_SUCH}", basic(caller))
+        expected = 404 if caller in RECIPIENT_CHANGE else 403
+        if answer.status_code != expected:
+            problems.append(f"DELETE move of {NO_SUCH} as {caller}: {answer.status_code}")
+    assert problems == [], "\n".join(problems)
+
+
 def test_every_admin_center_page_as_every_role(org: Org, web: httpx.Client) -> None:
     problems = []
     for key, page in PAGES.items():
@@ -527,17 +551,18 @@ def test_signing_in_issues_a_new_session_and_never_adopts_a_planted_one(
     assert whoami(web, {"Cookie": f"{SESSION_COOKIE}={issued}"}).json()["name"] == "orgadmin"
 
     # The attacker's own valid session, planted before an administrator signs in: the
-    # administrator gets another, and the attacker's keeps the attacker's rights only.
+    # administrator gets another, and the sign-in ends the planted one, so the attacker's
+    # copy of it is worth nothing, let alone the administrator's rights.
     attacker = sign_in(web, "nobody")
     answer = post_sign_in(web, "orgadmin", cookie=f"{SESSION_COOKIE}={attacker.token}")
     victim = set_cookies(answer)[SESSION_COOKIE].value
     assert victim not in (attacker.token, issued)
-    seen = whoami(web, with_session(attacker)).json()
-    assert (seen["name"], seen["role_groups"]) == ("nobody", [])
+    assert whoami(web, with_session(attacker)).status_code == 401
     refused = send(
         web, "POST", f"/api/v1/services/{DISABLED}/start", with_session(attacker)
     )  # fmt: skip
-    assert refused.status_code == 403
+    assert refused.status_code == 401
+    assert whoami(web, {"Cookie": f"{SESSION_COOKIE}={victim}"}).json()["name"] == "orgadmin"
 
 
 def test_sign_out_needs_the_token_and_ends_the_session_on_the_server(

@@ -705,6 +705,9 @@ def create_app(context: ControlContext) -> FastAPI:
         try:
             process = context.host.find(name)
         except ServiceControlError as error:
+            # Refused before told: an account that may control nothing must not learn
+            # which names exist.
+            await require_change(context, caller, CONTROL_GROUPS, action, name)
             raise ApiError(404, error.code, str(error)) from None
         await require_change(context, caller, CONTROL_GROUPS, action, process.info.name)
         return process

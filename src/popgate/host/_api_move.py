@@ -102,10 +102,15 @@ def move_router(context: ControlContext) -> APIRouter:
     def here() -> str:
         return context.home.server_name.lower()
 
-    async def move_of(identity: str) -> MoveRequest:
+    async def move_of(identity: str, changing: tuple[Caller, str] | None = None) -> MoveRequest:
+        """The mailbox's move; for a change (caller, action), a caller without the right is
+        refused before told whether the move exists (the target's host checks it again)."""
         mailbox = await directory.get_mailbox(identity)
         request = None if mailbox is None else await directory.get_move_request(mailbox.guid)
         if request is None:
+            if changing is not None:
+                caller, action = changing
+                await require_change(context, caller, RECIPIENT_CHANGE, action, identity)
             raise ApiError(
                 404,
                 ERROR_NO_SUCH_USER if mailbox is None else ERROR_NOT_FOUND,
@@ -180,7 +185,7 @@ def move_router(context: ControlContext) -> APIRouter:
     )
     async def resume_move_request(identity: str, request: Request, caller: CallerDep) -> Response:
         """Resume-MoveRequest: the target's host takes the move up again where it stands."""
-        move = await move_of(identity)
+        move = await move_of(identity, (caller, "Resume-MoveRequest"))
         if remote := await elsewhere(context, request, caller, move.target_server):
             return remote
         await require_change(context, caller, RECIPIENT_CHANGE, "Resume-MoveRequest", identity)
@@ -199,7 +204,7 @@ def move_router(context: ControlContext) -> APIRouter:
     )
     async def remove_move_request(identity: str, request: Request, caller: CallerDep) -> Response:
         """Remove-MoveRequest: forget a finished move, or cancel one before its switch."""
-        move = await move_of(identity)
+        move = await move_of(identity, (caller, "Remove-MoveRequest"))
         if remote := await elsewhere(context, request, caller, move.target_server):
             return remote
         action = "Remove-MoveRequest"

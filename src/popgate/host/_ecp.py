@@ -213,6 +213,8 @@ def ecp_router() -> APIRouter:
             caller: Caller = await login(context, username, password, address)
         except ApiError as error:
             return again(str(error), error.status)
+        # The browser's previous session ends here: a sign-in replaces it, whoever held it.
+        context.sessions.end(request.cookies.get(SESSION_COOKIE))
         session = context.sessions.create(caller.name, f"https {address}", caller.role_groups)
         logger.info("admin center sign-in by %s from %s", caller.name, address)
         response = RedirectResponse(_safe_next(next), status_code=303)
