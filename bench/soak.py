@@ -35,7 +35,6 @@ import contextlib
 import dataclasses
 import itertools
 import json
-import os
 import poplib
 import random
 import secrets
@@ -54,9 +53,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from bench.suite import interrupted
 from popgate.host._client import HostClient
 from popgate.host._common import control_socket_path
-from tests.e2e.conftest import Installation, insecure_client_context, installed
+from tests.e2e.conftest import (
+    Installation,
+    insecure_client_context,
+    installed,
+    open_descriptors,
+    resident_kib,
+)
 
 BACKEND = "MSExchangePOP3BE"
 FRONTEND = "MSExchangePOP3"
@@ -285,13 +291,9 @@ class _Pop3Tls(poplib.POP3_SSL):
 def process_figures(pid: int) -> tuple[int, int] | None:
     """VmRSS (KiB) and open descriptors of ``pid``; None if it has ended."""
     try:
-        status = Path(f"/proc/{pid}/status").read_text()
-        fds = len(os.listdir(f"/proc/{pid}/fd"))
-    except (FileNotFoundError, ProcessLookupError):
+        return resident_kib(pid), open_descriptors(pid)
+    except (FileNotFoundError, ProcessLookupError, StopIteration):  # ended, or a zombie
         return None
-    rss = next((int(line.split()[1]) for line in status.splitlines()
-                if line.startswith("VmRSS:")), 0)  # fmt: skip
-    return rss, fds
 
 
 @dataclass
@@ -834,11 +836,6 @@ def scratch() -> Iterator[Path]:
     """A temporary folder for the installation."""
     with tempfile.TemporaryDirectory(prefix="popgate-soak-") as folder:
         yield Path(folder)
-
-
-def interrupted(signum: int, _frame: object) -> None:
-    """End the run through the normal clean-up on SIGTERM."""
-    raise SystemExit(f"stopped by signal {signum}")
 
 
 def main() -> None:

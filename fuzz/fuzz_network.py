@@ -54,6 +54,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from tests.e2e.conftest import insecure_client_context, installed, resident_kib
+
 __all__ = [
     "Case",
     "CaseResult",
@@ -1153,11 +1155,6 @@ def _descriptors(pid: int) -> tuple[int, int]:
     return total, sockets
 
 
-def _resident_kib(pid: int) -> int:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
-
-
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -1275,8 +1272,6 @@ def run_fuzz(
     settle_seconds: float = 30.0,
 ) -> FuzzReport:
     """Fuzz ``target`` for ``seconds`` (or ``max_cases``) with ``workers`` threads."""
-    from tests.e2e.conftest import insecure_client_context
-
     context = insecure_client_context()
     report = FuzzReport(seed=seed)
     latencies: list[float] = []
@@ -1311,7 +1306,7 @@ def run_fuzz(
     for _ in GOOD_MODES:
         check_good()
     for name, pid in _watched(target).items():
-        report.processes[name] = ProcessFigures(pid, *_descriptors(pid), _resident_kib(pid))
+        report.processes[name] = ProcessFigures(pid, *_descriptors(pid), resident_kib(pid))
 
     started = time.monotonic()
     deadline = started + seconds
@@ -1378,7 +1373,7 @@ def _settle(report: FuzzReport, seconds: float) -> None:
             if not figures.alive:
                 continue
             figures.fds_end, figures.sockets_end = _descriptors(figures.pid)
-            figures.rss_end_kib = _resident_kib(figures.pid)
+            figures.rss_end_kib = resident_kib(figures.pid)
             # Sockets are the connections; other descriptors may grow up to a pool's size
             # (the directory's database connections) and stay.
             settled &= figures.sockets_end <= figures.sockets_baseline
@@ -1408,8 +1403,6 @@ def install(root: Path, *, max_command_size: int = 512) -> Iterator[Target]:
     """Start a front end and a backend in ``root`` with accounts for the fuzzer (the e2e
     tests' ``installed``); yields the target; everything stops on exit, which also
     asserts that no log holds a Traceback."""
-    from tests.e2e.conftest import installed
-
     with installed(root) as installation:
         installation.set(
             "LoginType", "PlainTextLogin",
@@ -1487,8 +1480,6 @@ def _arguments(argv: Sequence[str]) -> argparse.Namespace:
 
 def _run(target: Target, options: argparse.Namespace) -> int:
     if options.replay is not None:
-        from tests.e2e.conftest import insecure_client_context
-
         context = insecure_client_context()
         failed = 0
         for case in load_cases(options.replay):

@@ -99,8 +99,7 @@ _UNAVAILABLE: Final = (
     OperationalError,
     InterfaceError,
     sa.exc.TimeoutError,
-    OSError,
-    TimeoutError,
+    OSError,  # the built-in TimeoutError among them
 )
 
 

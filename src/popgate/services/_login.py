@@ -262,8 +262,9 @@ class LoginSession(SessionDriver):
             error,
             extra={"event": "directory_unavailable"},
         )
-        return Err("The directory is not available right now; try again later.",
-                   ResponseCode.SYS_TEMP)  # fmt: skip
+        return Err(
+            "The directory is not available right now; try again later.", ResponseCode.SYS_TEMP
+        )
 
     def unsupported_mechanism(self, name: str) -> Err:
         """The reply to AUTH with a mechanism not allowed now."""

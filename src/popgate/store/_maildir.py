@@ -67,6 +67,7 @@ Locking
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -381,7 +382,8 @@ def _write_index(mailbox: Path, entries: Sequence[_Entry]) -> None:
         # The index is a cache; a full disk must not stop POP3 from serving the mail. An
         # expected condition, so one line without a traceback; no partial copy is left.
         _log.warning("%s: could not write the index: %s", mailbox / INDEX, error)
-        temporary.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
 
 
 def _private_opener(path: str, flags: int) -> int:
