@@ -298,11 +298,16 @@ def test_a_half_close_racing_the_backends_goodbye_ends_cleanly_not_in_a_crash(
     after the backend had answered QUIT and closed, and the relay's write (or EOF) to the
     closed backend raised in uvloop: a Traceback, and the session ended as a crash. It is a
     race: three clients at once, 100 sessions each at several delays, reproduced it in about
-    one session in a hundred before the fix. Every session must get both replies."""
+    one session in a hundred before the fix. Every session must get both replies.
+
+    Then CI found a narrower window: bytes sent after QUIT were written to the backend just
+    as it closed; the write failed, and the failed transport dropped the QUIT reply it had
+    not read yet (about one session in 1,200, all with the partial line after QUIT). The
+    relay now writes nothing after QUIT. 1,000 sessions per client make that one likely."""
 
     def sessions(account: int) -> list[list[bytes]]:
         # One account per thread: a second session of a mailbox would be [IN-USE].
-        return [_quit_then_half_close(target, account, attempt) for attempt in range(100)]
+        return [_quit_then_half_close(target, account, attempt) for attempt in range(1000)]
 
     with ThreadPoolExecutor(max_workers=3) as pool:
         for run in [pool.submit(sessions, account) for account in range(3)]:
@@ -312,3 +317,25 @@ def test_a_half_close_racing_the_backends_goodbye_ends_cleanly_not_in_a_crash(
     time.sleep(1)
     frontend_log = target.logs[0].read_text(errors="replace")
     assert "Traceback" not in frontend_log, frontend_log[frontend_log.find("Traceback") :][:3000]
+
+
+def test_commands_pipelined_behind_the_login_and_a_half_close_are_all_answered(
+    target: Target,
+) -> None:
+    """A bot may send its whole session at once and close its side (``printf ... | nc``): the
+    front end logs on, hands the rest (QUIT among it) to the backend, and relays every reply
+    before closing."""
+    name, password = target.accounts[0]
+    session = f"USER {name}\r\nPASS {password}\r\nSTAT\r\nUIDL\r\nNOOP\r\nQUIT\r\n"
+    for _ in range(5):
+        checker = ReplyChecker(greeting=True, label="pipelined session")
+        with socket.create_connection((target.host, target.plain_port), timeout=30) as raw:
+            raw.sendall(session.encode())
+            raw.shutdown(socket.SHUT_WR)
+            while data := raw.recv(65536):
+                checker.feed(data)
+        checker.finish()
+        assert checker.problems == []
+        assert len(checker.statuses) == 1 + session.count("\n"), checker.statuses
+        assert all(status.startswith(b"+OK") for status in checker.statuses), checker.statuses
+        assert checker.statuses[-1].endswith(b"signing off.")

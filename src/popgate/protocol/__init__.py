@@ -47,6 +47,7 @@ from ._events import (
     Xclient,
 )
 from ._message import crlf_size, dot_stuff, dot_unstuff, to_crlf, top_of_message
+from ._readers import parse_command
 from ._sasl import (
     LoginServer,
     NeedScramCredentials,
@@ -124,6 +125,7 @@ __all__ = [
     "derive_scram_credentials",
     "dot_stuff",
     "dot_unstuff",
+    "parse_command",
     "plain_initial_response",
     "saslprep",
     "server_mechanism",

@@ -42,10 +42,12 @@ from popgate.protocol import (
     ResponseCode,
     ServerConnection,
     Signal,
+    State,
     Stls,
     Utf8,
     Xclient,
     capabilities,
+    parse_command,
     plain_initial_response,
 )
 from popgate.services._backend import (
@@ -437,24 +439,43 @@ class FrontendSession(LoginSession):
         if self.backend is None:
             return False
         _, backend_writer = self.backend
-        pending, eof = self.connection.trailing_data
-        if pending:
-            # Commands the client pipelined behind its login go to the backend first.
-            backend_writer.write(pending)
-        if eof:
-            return True
         self.ended_without_quit = "proxied"
         for writer in (backend_writer, self.writer):
             writer.transport.set_write_buffer_limits(high=RELAY_CHUNK)
         idle = self.config.settings.authenticated_connection_timeout.total_seconds()
         last_activity = [time.monotonic()]
+        quit_watch = QuitWatch()
 
         def sent_to_client(size: int) -> None:
             last_activity[0] = time.monotonic()
             self.on_sent(size)
 
         async def pump_upstream() -> None:
+            # Commands the client pipelined behind its login go to the backend first.
+            data, eof = self.connection.trailing_data
             while True:
+                if backend_writer.transport.is_closing():
+                    # The backend ended the session (an idle timeout) while the client still
+                    # sent: uvloop raises on a closed transport.
+                    return
+                if data:
+                    backend_writer.write(quit_watch.up_to_quit(data))
+                    await backend_writer.drain()
+                    if quit_watch.quit_relayed:
+                        # The backend answers QUIT and closes. Nothing more may be written
+                        # to it: a write racing that close fails, and the failed transport
+                        # drops the QUIT reply still unread. What the client sends after
+                        # QUIT is never read, as on any POP3 server.
+                        await asyncio.wait_for(asyncio.shield(ended), max(idle, 1))
+                        return
+                if eof:
+                    # The client half-closed after its last commands: the backend must still
+                    # answer them (as the front end does before the hand-off), then it closes,
+                    # which ends the relay. A TLS connection to a backend has no half-close.
+                    if backend_writer.can_write_eof():
+                        backend_writer.write_eof()
+                        await asyncio.wait_for(asyncio.shield(ended), max(idle, 1))
+                    return
                 remaining = last_activity[0] + idle - time.monotonic()
                 try:
                     data = await asyncio.wait_for(self.reader.read(RELAY_CHUNK), max(remaining, 0))
@@ -463,21 +484,9 @@ class FrontendSession(LoginSession):
                         continue
                     self.log.info("session %s timed out while relaying", self.session_id)
                     return
-                if backend_writer.transport.is_closing():
-                    # The backend ended the session (QUIT) while the client still sent: its
-                    # replies are all relayed, and uvloop raises on a closed transport.
-                    return
-                if not data:
-                    # The client half-closed after its last commands: the backend must still
-                    # answer them (as the front end does before the hand-off), then it closes,
-                    # which ends the relay. A TLS connection to a backend has no half-close.
-                    if backend_writer.can_write_eof():
-                        backend_writer.write_eof()
-                        await asyncio.wait_for(asyncio.shield(ended), max(idle, 1))
-                    return
-                last_activity[0] = time.monotonic()
-                backend_writer.write(data)
-                await backend_writer.drain()
+                eof = not data
+                if data:
+                    last_activity[0] = time.monotonic()
 
         # Replies (RETR's megabytes) go from the backend's transport straight into the
         # client's, with no stream buffer, task or drain between them; commands, which are
@@ -602,6 +611,43 @@ class _BackendSide(asyncio.Protocol):
     def _end(self) -> None:
         if not self.ended.done():
             self.ended.set_result(None)
+
+
+class QuitWatch:
+    """Finds where the client's QUIT ends in the command bytes relayed to a backend, with the
+    backend's own parser, so that nothing after it is written to a backend that is closing."""
+
+    #: Longer lines are never QUIT; only this much of a line is kept while it is incomplete.
+    LONGEST_QUIT_LINE = 16
+
+    def __init__(self) -> None:
+        self._line = bytearray()
+        self._too_long = False
+        self.quit_relayed = False
+
+    def up_to_quit(self, data: bytes) -> bytes:
+        """``data`` up to and including the line that is QUIT; all of it when there is none."""
+        start = 0
+        while (lf := data.find(b"\n", start)) >= 0:
+            self._keep(data[start:lf])
+            start = lf + 1
+            line = bytes(self._line).removesuffix(b"\r")
+            is_quit = not self._too_long and isinstance(
+                parse_command(line, State.TRANSACTION), Quit
+            )
+            self._line.clear()
+            self._too_long = False
+            if is_quit:
+                self.quit_relayed = True
+                return data[:start]
+        self._keep(data[start:])
+        return data
+
+    def _keep(self, part: bytes) -> None:
+        if len(self._line) + len(part) > self.LONGEST_QUIT_LINE:
+            self._too_long = True
+        else:
+            self._line += part
 
 
 class BackendProtocolError(Exception):
