@@ -339,3 +339,25 @@ def test_commands_pipelined_behind_the_login_and_a_half_close_are_all_answered(
         assert len(checker.statuses) == 1 + session.count("\n"), checker.statuses
         assert all(status.startswith(b"+OK") for status in checker.statuses), checker.statuses
         assert checker.statuses[-1].endswith(b"signing off.")
+
+
+def test_the_front_end_does_not_write_on_to_a_tls_client_that_has_gone(
+    report: FuzzReport, target: Target
+) -> None:
+    """A TLS client that pipelines many commands and drops the connection without
+    close_notify: its replies were written on, in a tight loop, to a transport that had
+    already shut down, and each write logged asyncio's "SSL connection is closed" (about 180
+    lines a minute while fuzzing). Runs after the fuzz run, whose log it also checks."""
+    del report  # the fuzz run first: its TLS cases are checked as well
+    context = insecure_client_context()
+    for _ in range(20):
+        with (
+            socket.create_connection((target.host, target.ssl_port), timeout=10) as raw,
+            context.wrap_socket(raw) as tls,
+        ):
+            assert tls.recv(1024).startswith(b"+OK")
+            tls.sendall(b"NOOP\r\n" * 200)
+            tls.shutdown(socket.SHUT_RDWR)  # a TCP FIN, no TLS close_notify
+    time.sleep(1)
+    warnings = target.logs[0].read_text(errors="replace").count("SSL connection is closed")
+    assert warnings == 0

@@ -303,6 +303,11 @@ class SessionDriver:
         self.writer.write(data)
         self.on_sent(len(data))
         await self.writer.drain()
+        if self.writer.get_extra_info("ssl_object") is not None:
+            # drain() does not yield when nothing is buffered, so pipelined commands are
+            # answered in a tight loop; a TLS transport learns that its peer has gone only in
+            # a later turn of the loop, and warns at every write until then.
+            await asyncio.sleep(0)
 
     async def close(self) -> None:
         """Close the transport, sending TLS close_notify where TLS is up."""
