@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import poplib
 import re
+import signal
 import socket
 import ssl
 import subprocess
@@ -588,3 +589,45 @@ def test_a_mailbox_on_another_mailbox_server_is_reached_over_tls(
         assert "proxies bob" in other.backend_log()
     finally:
         other.stop_all()
+
+
+class _OnConnectedSocket(poplib.POP3):
+    """poplib on a socket connected (and TLS-wrapped) beforehand."""
+
+    def __init__(self, connected: socket.socket) -> None:
+        self._connected = connected
+        super().__init__("127.0.0.1")
+
+    def _create_socket(self, timeout: float | None) -> socket.socket:
+        del timeout
+        return self._connected
+
+
+def test_a_stop_serves_to_its_end_a_tls_session_whose_handshake_ends_during_the_stop(
+    installation: Installation, tmp_path: Path
+) -> None:
+    """Seen once in the soak: QUIT on port 995 got no answer 0.1 s into a front-end stop. A
+    connection accepted before the listeners closed became a session during the stop, and
+    the stop, which waited only for the sessions there when it began, cut it off as soon as
+    those had ended."""
+    for name in ("alice", "bob"):
+        installation.add_mailbox(name, PASSWORD)
+        installation.import_messages(name, MESSAGES, tmp_path / f"eml-{name}")
+    installation.start_backend()
+    frontend = installation.start_frontend()
+    early = login(ssl_session(installation))
+    raw = socket.create_connection(("127.0.0.1", installation.ssl_port), timeout=30)
+    time.sleep(0.5)  # accepted; its TLS handshake waits for the client
+    frontend.send_signal(signal.SIGTERM)
+    log = installation.home / "frontend.log"
+    deadline = time.monotonic() + 30
+    while "MSExchangePOP3 is stopping" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    late = login(_OnConnectedSocket(insecure_client_context().wrap_socket(raw)), "bob")
+    assert late.stat()[0] == len(MESSAGES)
+    early.quit()
+    time.sleep(0.5)  # the stop now has only the late session left
+    late.dele(1)
+    assert late.quit().startswith(b"+OK")
+    assert frontend.wait(timeout=60) == 0
+    assert "without UPDATE" not in log.read_text()

@@ -58,9 +58,16 @@ class SessionTracker:
         task.add_done_callback(self.tasks.discard)
 
     async def drain(self, grace: float) -> int:
-        """Wait up to ``grace`` seconds for sessions to end; cancel the rest. Returns how many."""
-        if self.tasks:
-            await asyncio.wait(set(self.tasks), timeout=grace)
+        """Wait up to ``grace`` seconds for sessions to end; cancel the rest. Returns how many.
+
+        Sessions that start meanwhile are waited for too: a TLS handshake accepted before the
+        listeners closed becomes a session during the stop, and must not be cut off when the
+        sessions that were there before it end.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while self.tasks and (remaining := deadline - loop.time()) > 0:
+            await asyncio.wait(set(self.tasks), timeout=remaining)
         leftover = set(self.tasks)
         for task in leftover:
             task.cancel()
