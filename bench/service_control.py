@@ -18,7 +18,6 @@ background and, N times in one run, measures:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import signal
 import socket
@@ -168,7 +167,7 @@ def dovecot_stop(dovecot: Dovecot) -> float:
 
 
 def stop_host(host: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the host (it stops its services first); kill its process group if need be."""
+    """SIGTERM the host (it stops its services first); kill it if need be."""
     if host.poll() is None:
         host.terminate()
         try:
@@ -176,11 +175,7 @@ def stop_host(host: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             host.kill()
             host.wait()
-    if host.returncode != 0:
-        # A host that died or was killed may leave service processes behind; they share
-        # its process group (start_new_session below), and nothing else is in it.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(host.pid, signal.SIGKILL)
+    # A host that died or was killed leaves no service behind: they die with their supervisor.
 
 
 def kill_dovecot(dovecot: Dovecot) -> None:
@@ -307,7 +302,7 @@ def main() -> None:
             host = subprocess.Popen(
                 [*cli_command(), "host", "--https", f"127.0.0.1:{free_port()}"],
                 env=env, stdin=subprocess.DEVNULL, stdout=host_log, stderr=subprocess.STDOUT,
-                start_new_session=True,  # one process group holding the host and its services
+                start_new_session=True,  # out of the terminal's process group, away from Ctrl-C
             )  # fmt: skip
             try:
                 with HostClient.local(control_socket_path(home)) as client:

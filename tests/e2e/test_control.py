@@ -446,6 +446,7 @@ def test_popgate_up_starts_both_services_and_ctrl_c_stops_everything(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # a process group of its own, as a terminal's foreground job
     )
     try:
         assert up.stdout is not None
@@ -473,11 +474,14 @@ def test_popgate_up_starts_both_services_and_ctrl_c_stops_everything(
         assert client.getwelcome().startswith(b"+OK")
         client.quit()
     finally:
-        up.send_signal(signal.SIGINT)
+        # Ctrl-C signals the terminal's whole foreground process group. The services used to
+        # be in it, and one would end before the host had begun stopping it: "failed".
+        os.killpg(up.pid, signal.SIGINT)
         output, errors = up.communicate(timeout=60)
     assert up.returncode == 0, errors
     assert output.endswith("popgate stopped.\n")
     assert "Traceback" not in errors
+    assert "failed" not in output + errors, output + errors
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", installation.plain_port), timeout=2).close()
 

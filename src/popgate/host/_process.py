@@ -113,6 +113,11 @@ class ServiceProcess:
                 env=environment,
                 stdin=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE,
+                # Out of the host's process group, as a Windows service is out of the
+                # console: Ctrl-C reaches the host alone, which stops the services in order.
+                # Signalled together, a service ended before the host had begun stopping
+                # it, and the host reported it as failed.
+                start_new_session=True,
             )
             self._follower = asyncio.ensure_future(self._follow(self._process))
             ready = await self._wait_ready(notify, ready_within)
