@@ -511,7 +511,12 @@ def test_status_watch_follows_the_services_until_ctrl_c(installation: Installati
     assert installation.net("stop", "MSExchangePOP3BE").returncode == 0
     time.sleep(1)
     watching.send_signal(signal.SIGINT)
-    output, errors = watching.communicate(timeout=30)
+    try:
+        output, errors = watching.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        watching.kill()
+        watching.communicate()  # closes its pipes, so the failure stays in this test
+        raise
     assert watching.returncode == 0, errors
     # Off a terminal the live view prints its last frame: the stop happened while watching.
     last_rows = {
